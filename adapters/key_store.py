@@ -1,0 +1,145 @@
+"""Per-subject data keys in Postgres, wrapped by the master key (crypto-shredding).
+
+Destroying a subject deletes its wrapped key and remembers only that it was destroyed;
+from then on nothing sealed under that key can be opened, wherever copies of it lie.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from uuid import UUID
+
+from psycopg_pool import ConnectionPool
+
+from adapters.subject_cipher import DecryptionFailed, new_data_key, open_sealed, seal
+
+SCHEMA_SQL = """
+CREATE TABLE IF NOT EXISTS subject_keys (
+    subject_id uuid PRIMARY KEY,
+    owner_id uuid,
+    wrapped_key bytea NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS subject_keys_owner ON subject_keys (owner_id);
+CREATE TABLE IF NOT EXISTS destroyed_subjects (
+    subject_id uuid PRIMARY KEY,
+    destroyed_at timestamptz NOT NULL DEFAULT now()
+);
+"""
+
+
+class SubjectDestroyed(Exception):
+    """The subject's key has been destroyed; its data is gone for good."""
+
+
+class KeyStore:
+    """Creates, unwraps, caches and destroys subject keys.
+
+    Unwrapped keys are cached for ``cache_seconds`` so hot paths (projections decrypting
+    every event) do not hit the database each time. A destroy evicts the local cache at
+    once; other processes stop using a destroyed key within ``cache_seconds``.
+    """
+
+    def __init__(self, pool: ConnectionPool, master_key: bytes, cache_seconds: float = 30.0):
+        if len(master_key) != 32:
+            raise ValueError("the master key must be 32 bytes (AES-256)")
+        self._pool = pool
+        self._master_key = master_key
+        self._cache_seconds = cache_seconds
+        self._cache: dict[UUID, tuple[bytes, float]] = {}
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self._pool.close()
+
+    def create_schema(self) -> None:
+        with self._pool.connection() as conn:
+            conn.execute(SCHEMA_SQL)
+
+    def _wrap(self, subject_id: UUID, key: bytes) -> bytes:
+        return seal(self._master_key, key, subject_id.bytes)
+
+    def _unwrap(self, subject_id: UUID, wrapped: bytes) -> bytes:
+        try:
+            return open_sealed(self._master_key, wrapped, subject_id.bytes)
+        except DecryptionFailed:
+            raise RuntimeError(
+                "a subject key does not open with the configured master key: "
+                "ORTHOVAULT_MASTER_KEY is not the key this data was written with"
+            ) from None
+
+    def _cached(self, subject_id: UUID) -> bytes | None:
+        with self._lock:
+            hit = self._cache.get(subject_id)
+            if hit and hit[1] > time.monotonic():
+                return hit[0]
+        return None
+
+    def _remember(self, subject_id: UUID, key: bytes) -> bytes:
+        with self._lock:
+            if len(self._cache) > 100_000:
+                self._cache.clear()
+            self._cache[subject_id] = (key, time.monotonic() + self._cache_seconds)
+        return key
+
+    def key_for(self, subject_id: UUID, *, owner_id: UUID | None = None) -> bytes:
+        """The subject's key, created (and committed) on first use."""
+        key = self._cached(subject_id)
+        if key is not None:
+            return key
+        with self._pool.connection() as conn:
+            row = conn.execute(
+                "SELECT wrapped_key FROM subject_keys WHERE subject_id = %s", (subject_id,)
+            ).fetchone()
+            if row is None:
+                if conn.execute(
+                    "SELECT 1 FROM destroyed_subjects WHERE subject_id = %s", (subject_id,)
+                ).fetchone():
+                    raise SubjectDestroyed(str(subject_id))
+                # Two writers may race to create the key; the first insert wins and both
+                # read back the same row.
+                conn.execute(
+                    "INSERT INTO subject_keys (subject_id, owner_id, wrapped_key) "
+                    "VALUES (%s, %s, %s) ON CONFLICT (subject_id) DO NOTHING",
+                    (subject_id, owner_id, self._wrap(subject_id, new_data_key())),
+                )
+                row = conn.execute(
+                    "SELECT wrapped_key FROM subject_keys WHERE subject_id = %s", (subject_id,)
+                ).fetchone()
+        return self._remember(subject_id, self._unwrap(subject_id, bytes(row[0])))
+
+    def existing_key(self, subject_id: UUID) -> bytes:
+        """The subject's key; SubjectDestroyed if it was destroyed or never existed."""
+        key = self._cached(subject_id)
+        if key is not None:
+            return key
+        with self._pool.connection() as conn:
+            row = conn.execute(
+                "SELECT wrapped_key FROM subject_keys WHERE subject_id = %s", (subject_id,)
+            ).fetchone()
+        if row is None:
+            raise SubjectDestroyed(str(subject_id))
+        return self._remember(subject_id, self._unwrap(subject_id, bytes(row[0])))
+
+    def destroy(self, subject_ids: list[UUID]) -> None:
+        """Delete the keys for good (in one transaction) and remember the destruction."""
+        with self._pool.connection() as conn, conn.transaction():
+            for subject_id in subject_ids:
+                conn.execute("DELETE FROM subject_keys WHERE subject_id = %s", (subject_id,))
+                conn.execute(
+                    "INSERT INTO destroyed_subjects (subject_id) VALUES (%s) "
+                    "ON CONFLICT DO NOTHING",
+                    (subject_id,),
+                )
+        with self._lock:
+            for subject_id in subject_ids:
+                self._cache.pop(subject_id, None)
+
+    def is_destroyed(self, subject_id: UUID) -> bool:
+        with self._pool.connection() as conn:
+            return bool(
+                conn.execute(
+                    "SELECT 1 FROM destroyed_subjects WHERE subject_id = %s", (subject_id,)
+                ).fetchone()
+            )

@@ -1,0 +1,61 @@
+"""Blob backend on a local folder: atomic, durable writes (temp file, fsync, rename)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+READ_BYTES = 1 << 20
+
+
+class LocalFolderBackend:
+    def __init__(self, root: Path):
+        self.root = root
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, key: str) -> Path:
+        subject, _, name = key.partition("/")
+        if not subject or not name or ".." in key or key.startswith("/"):
+            raise ValueError(f"invalid blob key {key!r}")
+        return self.root / subject[:2] / subject / name
+
+    def write(self, key: str, chunks: Iterable[bytes]) -> None:
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        handle, temp_name = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(handle, "wb") as out:
+                for chunk in chunks:
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            Path(temp_name).replace(target)
+        except BaseException:
+            Path(temp_name).unlink(missing_ok=True)
+            raise
+        # The rename is durable only once the directory entry is on disk too.
+        directory = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+
+    def read(self, key: str) -> Iterator[bytes]:
+        with self._path(key).open("rb") as source:
+            while chunk := source.read(READ_BYTES):
+                yield chunk
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).exists()
+
+    def delete_prefix(self, prefix: str) -> None:
+        subject = prefix.rstrip("/")
+        if not subject or "/" in subject or ".." in subject:
+            raise ValueError(f"invalid blob prefix {prefix!r}")
+        shutil.rmtree(self.root / subject[:2] / subject, ignore_errors=True)
+
+    def delete_key(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)

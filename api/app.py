@@ -1,0 +1,85 @@
+"""The FastAPI application factory: the one place where every part is wired together."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from api import errors, graphql_schema, rest_images
+from api.observability import Metrics, configure_logging, request_context_middleware
+from api.services import Services
+from api.settings import Settings
+
+
+def _runner_lags(services: Services) -> Iterable[tuple[str, int, int, bool]]:
+    head = services.app.recorder.max_notification_id() or 0
+    for name, job in services.supervisor.jobs.items():
+        runner = job.current
+        tracking = getattr(runner, "tracking", None) or getattr(runner, "view", None)
+        position = tracking.max_tracking_id(services.app.name) if tracking else None
+        yield name, head - (position or 0), job.restarts, job.running
+
+
+def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
+    settings = settings or Settings()
+    configure_logging(settings.log_level)
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own = services is None
+        built = services or await run_in_threadpool(Services.build, settings)
+        app.state.services = built
+        metrics.add_lag_collector(lambda: _runner_lags(built))
+        if own:
+            built.start_background()
+        try:
+            yield
+        finally:
+            if own:
+                await run_in_threadpool(built.close)
+
+    app = FastAPI(
+        title="orthovault",
+        version="0.1.0",
+        description="Imaging backend of an orthodontic practice suite.",
+        lifespan=lifespan,
+        docs_url="/docs" if settings.mode == "embedded" else None,
+        redoc_url=None,
+    )
+    app.state.metrics = metrics
+    app.middleware("http")(request_context_middleware(metrics))
+    errors.install(app)
+    app.include_router(rest_images.router)
+    app.include_router(graphql_schema.router(graphiql=settings.mode == "embedded"),
+                       prefix="/graphql")
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    def readyz(request: Request) -> JSONResponse:
+        services: Services = request.app.state.services
+        checks: dict[str, str] = {}
+        try:
+            services.app.recorder.max_notification_id()
+            checks["database"] = "ok"
+        except Exception as error:
+            checks["database"] = type(error).__name__
+        if services.settings.run_background:
+            for name, job in services.supervisor.jobs.items():
+                checks[name] = "ok" if job.running else "starting"
+        ready = all(value == "ok" for value in checks.values())
+        return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus_metrics() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app

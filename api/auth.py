@@ -1,0 +1,63 @@
+"""Bearer tokens: local HS256 tokens in embedded mode, verified strictly on every request."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+
+import jwt
+
+from domain.errors import Unauthenticated
+from domain.permissions import ROLES
+from domain.values import Actor
+
+ALGORITHM = "HS256"
+
+
+@dataclass(frozen=True)
+class TokenConfig:
+    secret: str
+    issuer: str
+    audience: str
+    ttl_seconds: int
+
+
+def issue_token(config: TokenConfig, *, user: str, clinic: str, role: str,
+                ttl_seconds: int | None = None) -> str:
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}; one of {', '.join(ROLES)}")
+    now = int(time.time())
+    claims = {
+        "sub": user, "clinic": clinic, "role": role, "iss": config.issuer,
+        "aud": config.audience, "iat": now, "nbf": now,
+        "exp": now + (ttl_seconds if ttl_seconds is not None else config.ttl_seconds),
+        "jti": uuid.uuid4().hex,
+    }
+    return jwt.encode(claims, config.secret, algorithm=ALGORITHM)
+
+
+def verify_token(config: TokenConfig, token: str, request_id: str) -> Actor:
+    try:
+        # One algorithm only: no "none", no HS/RS confusion.
+        claims = jwt.decode(
+            token, config.secret, algorithms=[ALGORITHM], audience=config.audience,
+            issuer=config.issuer, options={"require": ["exp", "iat", "sub", "iss", "aud"]},
+        )
+    except jwt.ExpiredSignatureError:
+        raise Unauthenticated("token_expired", "the bearer token has expired") from None
+    except jwt.PyJWTError:
+        raise Unauthenticated("invalid_token", "the bearer token is not valid") from None
+    role, clinic, user = claims.get("role"), claims.get("clinic"), claims.get("sub")
+    if role not in ROLES or not isinstance(clinic, str) or not clinic or not user:
+        raise Unauthenticated("invalid_token", "the bearer token lacks a valid role or clinic")
+    return Actor(user_id=str(user), role=role, clinic_id=clinic, request_id=request_id)
+
+
+def bearer_token(authorization: str | None) -> str:
+    if not authorization:
+        raise Unauthenticated("missing_token", "send Authorization: Bearer <token>")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("missing_token", "send Authorization: Bearer <token>")
+    return token.strip()

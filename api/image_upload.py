@@ -1,0 +1,138 @@
+"""Turning a received upload into a stored original and an ImageCaptured event.
+
+Order matters for "nothing half-stored": every check runs before any byte is kept; the
+encrypted blob is durable before the event commits; if the event does not commit, the
+blob is removed again. An acknowledged upload therefore always has its blob, and a
+refused one leaves neither event nor blob.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from uuid import UUID
+
+from eventsourcing.persistence import IntegrityError
+
+from adapters import file_types, image_codec
+from api.multipart_stream import ReceivedForm
+from api.services import Services
+from domain.errors import Conflict, InvalidInput, Unprocessable, UnsupportedMedia
+from domain.image import ImageCategory
+from domain.imaging import NewImage
+from domain.values import Actor
+from domain.views import VIEWS, parse_view
+
+_CLOCK_SKEW = timedelta(minutes=5)
+IDEMPOTENCY_NAMESPACE = uuid.UUID("6f0e8c1a-3a53-4c55-9d7e-0c1b5d1f6a01")
+MAX_IDEMPOTENCY_KEY = 200
+
+
+@dataclass(frozen=True)
+class UploadResult:
+    image_id: UUID
+    position: int
+    replayed: bool
+    visible: bool
+
+
+def image_id_for(actor: Actor, patient_id: UUID, idempotency_key: str | None) -> UUID:
+    """A deterministic id for a keyed upload: the event store's uniqueness dedupes races."""
+    if idempotency_key is None:
+        return uuid.uuid4()
+    key = idempotency_key.strip()
+    if not key or len(key) > MAX_IDEMPOTENCY_KEY or not key.isprintable():
+        raise InvalidInput("invalid_idempotency_key",
+                           f"Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY} printable characters")
+    return uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{actor.clinic_id}\x1f{patient_id}\x1f{key}")
+
+
+def _category(raw: str | None, view: str | None) -> ImageCategory:
+    if raw:
+        try:
+            return ImageCategory(raw.strip().lower())
+        except ValueError:
+            allowed = ", ".join(c.value for c in ImageCategory)
+            raise InvalidInput("invalid_category", f"category must be one of {allowed}") from None
+    if view is not None:
+        return ImageCategory.INTRAORAL if VIEWS[view].intraoral else ImageCategory.EXTRAORAL
+    return ImageCategory.PHOTO
+
+
+def _captured_at(raw: str | None) -> datetime:
+    if not raw:
+        return datetime.now(UTC)
+    try:
+        moment = datetime.fromisoformat(raw.strip())
+    except ValueError:
+        raise InvalidInput("invalid_captured_at", "capturedAt must be ISO 8601") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    if moment > datetime.now(UTC).replace(microsecond=0) + _CLOCK_SKEW:
+        raise InvalidInput("invalid_captured_at", "capturedAt lies in the future")
+    return moment
+
+
+def _tags(raw: str | None) -> list[str]:
+    return [t for t in (raw or "").split(",") if t.strip()]
+
+
+def store_upload(
+    services: Services, actor: Actor, patient_id: UUID, form: ReceivedForm,
+    idempotency_key: str | None,
+) -> UploadResult:
+    files = [f for f in form.files if f.field_name == "file"]
+    if len(files) != 1:
+        raise InvalidInput("file_required", "send exactly one file in the multipart field 'file'")
+    received = files[0]
+    view = parse_view(form.fields.get("view"))
+    category = _category(form.fields.get("category"), view)
+    captured_at = _captured_at(form.fields.get("captured_at") or form.fields.get("capturedAt"))
+    tags = _tags(form.fields.get("tags"))
+    app = services.app
+
+    app.check_capture(actor, patient_id, category)
+    image_id = image_id_for(actor, patient_id, idempotency_key)
+    if idempotency_key is not None and app.image_exists(image_id):
+        return _replay(services, actor, image_id, received.sha256)
+
+    if received.size == 0:
+        raise Unprocessable("empty_file", "the uploaded file is empty")
+    media_type = file_types.check_claims(
+        file_types.sniff(received.head(file_types.SNIFF_BYTES)),
+        received.filename, received.content_type,
+    )
+    if media_type not in image_codec.RASTER_TYPES:
+        raise UnsupportedMedia("unsupported_media_type",
+                               f"{media_type} uploads are not accepted on this endpoint")
+    probe = image_codec.probe(received.handle, max_pixels=services.settings.max_image_pixels)
+
+    blob_name = f"original-{secrets.token_hex(4)}"
+    original = services.blobs.put(image_id, blob_name, received.handle, media_type,
+                                  owner_id=patient_id)
+    new = NewImage(
+        image_id=image_id, patient_id=patient_id, original=original, width=probe.width,
+        height=probe.height, category=category, view=view, captured_at=captured_at, tags=tags,
+        filename=received.filename[:255],
+    )
+    try:
+        written = app.capture_image(actor, new)
+    except IntegrityError:
+        # The same Idempotency-Key won a race a moment ago: keep its image, drop our copy.
+        services.blobs.backend.delete_key(original.key)
+        return _replay(services, actor, image_id, received.sha256)
+    except BaseException:
+        services.blobs.backend.delete_key(original.key)
+        raise
+    visible = services.wait_for_gallery(written.position)
+    return UploadResult(image_id, written.position, replayed=False, visible=visible)
+
+
+def _replay(services: Services, actor: Actor, image_id: UUID, sha256: str) -> UploadResult:
+    image = services.app.get_image(image_id, actor)
+    if image.original.sha256 != sha256:
+        raise Conflict("idempotency_key_reused",
+                       "this Idempotency-Key was used for a different file")
+    return UploadResult(image_id, 0, replayed=True, visible=True)

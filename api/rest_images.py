@@ -1,0 +1,129 @@
+"""REST for bytes: uploads in, originals/previews/thumbnails out."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Header, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from api.auth import bearer_token, verify_token
+from api.image_upload import store_upload
+from api.multipart_stream import receive_form
+from api.services import Services
+from domain.access import AccessKind
+from domain.errors import Conflict, NotFound, PermissionDenied
+from domain.image import Image, ImageCategory
+from domain.permissions import Grant, Permission, grant, require
+from domain.values import Actor
+
+router = APIRouter(prefix="/api/v1", tags=["images"])
+
+
+def services_of(request: Request) -> Services:
+    return request.app.state.services
+
+
+def current_actor(request: Request) -> Actor:
+    services = services_of(request)
+    token = bearer_token(request.headers.get("authorization"))
+    return verify_token(services.tokens, token, getattr(request.state, "request_id", ""))
+
+
+ActorDep = Annotated[Actor, Depends(current_actor)]
+
+
+@router.post("/patients/{patient_id}/images", status_code=201)
+async def upload_image(
+    patient_id: UUID,
+    request: Request,
+    actor: ActorDep,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> JSONResponse:
+    """Upload one image (multipart field ``file``; optional ``view``, ``category``,
+    ``captured_at``, ``tags``). Answers 201 once the ImageCaptured event is committed."""
+    services = services_of(request)
+    require(actor, Permission.CAPTURE, Grant.DOCUMENTS)
+    # Fail fast on an unknown or foreign patient before reading the body.
+    await run_in_threadpool(services.app.get_patient, patient_id, actor)
+    form = await receive_form(
+        request.headers.get("content-type", ""), request.stream(),
+        max_bytes=services.settings.max_upload_bytes, spool_dir=None,
+    )
+    metrics = request.app.state.metrics
+    try:
+        result = await run_in_threadpool(
+            store_upload, services, actor, patient_id, form, idempotency_key
+        )
+    except Exception:
+        metrics.uploads.labels("refused").inc()
+        raise
+    finally:
+        form.close()
+    metrics.uploads.labels("replayed" if result.replayed else "stored").inc()
+    headers = {"Location": f"/api/v1/images/{result.image_id}"}
+    if result.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return JSONResponse(
+        {"id": str(result.image_id), "patientId": str(patient_id), "replayed": result.replayed},
+        status_code=201, headers=headers,
+    )
+
+
+def _viewable_image(services: Services, actor: Actor, image_id: UUID, kind: AccessKind) -> Image:
+    image = services.app.get_image(image_id, actor)
+    held = grant(actor.role, Permission.VIEW)
+    if image.is_deleted and grant(actor.role, Permission.DELETE) is not Grant.FULL:
+        raise NotFound("image_not_found", "no such image")
+    if kind is AccessKind.THUMBNAIL:
+        if held is Grant.THUMBNAILS and image.category == ImageCategory.RADIOGRAPH.value:
+            raise PermissionDenied("radiographs_restricted", "this role may not view radiographs")
+        require(actor, Permission.VIEW, Grant.THUMBNAILS)
+    else:
+        require(actor, Permission.VIEW)
+    return image
+
+
+def _serve(request: Request, actor: Actor, image_id: UUID, kind: AccessKind) -> Response:
+    services = services_of(request)
+    image = _viewable_image(services, actor, image_id, kind)
+    if kind is AccessKind.ORIGINAL:
+        ref = image.original
+    else:
+        ref = image.derivatives.get(kind.value)
+        if ref is None:
+            raise Conflict("derivative_not_ready",
+                           f"the {kind.value} is still being generated; retry shortly")
+    services.app.record_access(actor, [(image.id, image.patient_id)], kind)
+    etag = f'"{ref.sha256}"'
+    headers = {
+        "ETag": etag,
+        # PHI: never in shared caches; the bytes behind one URL only change with a new
+        # image version, which changes the ETag.
+        "Cache-Control": "private, max-age=3600, no-transform",
+        "X-Content-Type-Options": "nosniff",
+    }
+    if etag in request.headers.get("if-none-match", ""):
+        return Response(status_code=304, headers=headers)
+    headers["Content-Length"] = str(ref.size)
+    if kind is AccessKind.ORIGINAL:
+        headers["Content-Disposition"] = f'attachment; filename="{image.id}"'
+    return StreamingResponse(services.blobs.open(image.id, ref), media_type=ref.media_type,
+                             headers=headers)
+
+
+@router.get("/images/{image_id}/thumbnail")
+def get_thumbnail(image_id: UUID, request: Request, actor: ActorDep) -> Response:
+    return _serve(request, actor, image_id, AccessKind.THUMBNAIL)
+
+
+@router.get("/images/{image_id}/preview")
+def get_preview(image_id: UUID, request: Request, actor: ActorDep) -> Response:
+    return _serve(request, actor, image_id, AccessKind.PREVIEW)
+
+
+@router.get("/images/{image_id}/original")
+def get_original(image_id: UUID, request: Request, actor: ActorDep) -> Response:
+    return _serve(request, actor, image_id, AccessKind.ORIGINAL)

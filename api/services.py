@@ -1,0 +1,119 @@
+"""The wiring: builds every part from Settings and owns their life cycle."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+from eventsourcing.persistence import InfrastructureFactory
+from eventsourcing.postgres import PostgresTrackingRecorder
+from eventsourcing.projection import ProjectionRunner
+from eventsourcing.utils import Environment
+
+from adapters import embedded_postgres, local_secrets
+from adapters.blob_store import EncryptedBlobStore
+from adapters.event_store import PostgresImaging
+from adapters.local_folder import LocalFolderBackend
+from api.auth import TokenConfig
+from api.settings import Settings, eventsourcing_env
+from projections.gallery import GalleryProjection, GalleryView
+from workers import derivatives
+from workers.runner import WorkerRunner
+from workers.supervisor import Supervisor
+
+log = structlog.get_logger("orthovault.services")
+
+
+def database_url(settings: Settings) -> str:
+    """The configured database, or the embedded server under the data directory."""
+    if settings.database_url:
+        return settings.database_url
+    return embedded_postgres.start(settings.data_dir.resolve())
+
+
+def token_config(settings: Settings) -> TokenConfig:
+    secret = (
+        settings.token_secret.get_secret_value()
+        if settings.token_secret
+        else local_secrets.token_signing_key(settings.data_dir)
+    )
+    return TokenConfig(secret, settings.token_issuer, settings.token_audience,
+                       settings.token_ttl_seconds)
+
+
+def master_key(settings: Settings) -> str:
+    if settings.master_key:
+        return settings.master_key.get_secret_value()
+    if settings.mode == "production":
+        raise RuntimeError("ORTHOVAULT_MASTER_KEY must be set in production mode")
+    return local_secrets.master_key(settings.data_dir)
+
+
+def tracking_recorder(env: dict[str, str], name: str, cls: type[Any]) -> Any:
+    return InfrastructureFactory.construct(env=Environment(name, env)).tracking_recorder(cls)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    env: dict[str, str]
+    app: PostgresImaging
+    blobs: EncryptedBlobStore
+    gallery: GalleryView
+    tokens: TokenConfig
+    supervisor: Supervisor = field(default_factory=Supervisor)
+
+    @classmethod
+    def build(cls, settings: Settings) -> Services:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        env = eventsourcing_env(database_url(settings), master_key(settings))
+        app = PostgresImaging(env=env)
+        blobs = EncryptedBlobStore(LocalFolderBackend(Path(settings.blob_dir)), app.key_store)
+        gallery = tracking_recorder(env, GalleryProjection.name, GalleryView)
+        services = cls(settings=settings, env=env, app=app, blobs=blobs, gallery=gallery,
+                       tokens=token_config(settings))
+        services._add_jobs()
+        return services
+
+    def _add_jobs(self) -> None:
+        self.supervisor.add(
+            GalleryProjection.name,
+            lambda: ProjectionRunner(
+                application_class=PostgresImaging,
+                projection_class=GalleryProjection,
+                view_class=GalleryView,
+                env=self.env,
+            ),
+        )
+        self.supervisor.add(derivatives.NAME, self._derivatives_runner)
+
+    def _derivatives_runner(self) -> WorkerRunner:
+        worker_app = PostgresImaging(env=self.env)
+        tracking = tracking_recorder(self.env, derivatives.NAME, PostgresTrackingRecorder)
+        worker = derivatives.DerivativesWorker(worker_app, self.blobs, tracking)
+        return WorkerRunner(worker_app, tracking, worker, derivatives.TOPICS)
+
+    def start_background(self) -> None:
+        if self.settings.run_background:
+            self.supervisor.start()
+
+    def wait_for_gallery(self, position: int) -> bool:
+        """Read-your-writes: block until the gallery has applied the write at ``position``."""
+        if position <= 0:
+            return True
+        try:
+            self.gallery.wait(self.app.name, position,
+                              timeout=self.settings.read_your_writes_timeout)
+        except TimeoutError:
+            log.warning("read_your_writes_timeout", position=position)
+            return False
+        return True
+
+    def close(self) -> None:
+        self.supervisor.stop()
+        self.app.close()
+        self.gallery.datastore.close()
+
+

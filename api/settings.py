@@ -1,0 +1,61 @@
+"""All configuration in one object, from ``ORTHOVAULT_*`` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from urllib.parse import parse_qs, unquote, urlparse
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ORTHOVAULT_", extra="ignore")
+
+    data_dir: Path = Field(default=Path("var"), description="Blobs, secrets, embedded Postgres.")
+    database_url: str | None = Field(
+        default=None, description="postgresql://… ; unset = embedded PostgreSQL in data_dir."
+    )
+    master_key: SecretStr | None = Field(
+        default=None, description="Base64 32-byte key wrapping every subject key."
+    )
+    token_secret: SecretStr | None = Field(
+        default=None, description="HS256 key for bearer tokens; unset = data_dir secret."
+    )
+    token_issuer: str = "orthovault"  # noqa: S105 - a name, not a secret
+    token_audience: str = "orthovault"  # noqa: S105 - a name, not a secret
+    token_ttl_seconds: int = 12 * 3600
+    mode: Literal["embedded", "production"] = "embedded"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_upload_bytes: int = 256 * 1024 * 1024
+    max_image_pixels: int = 120_000_000
+    read_your_writes_timeout: float = 10.0
+    run_background: bool = Field(
+        default=True, description="Run projections and workers inside the API process."
+    )
+    log_level: str = "INFO"
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+
+def eventsourcing_env(database_url: str, master_key: str) -> dict[str, str]:
+    """The environment eventsourcing reads, derived from our own settings."""
+    url = urlparse(database_url)
+    query = parse_qs(url.query)
+    host = query.get("host", [url.hostname or "127.0.0.1"])[0]
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "POSTGRES_DBNAME": unquote(url.path.lstrip("/")) or "postgres",
+        "POSTGRES_HOST": host,
+        "POSTGRES_PORT": str(url.port or 5432),
+        "POSTGRES_USER": unquote(url.username or "postgres"),
+        "POSTGRES_PASSWORD": unquote(url.password or ""),
+        "POSTGRES_POOL_SIZE": "4",
+        "POSTGRES_MAX_OVERFLOW": "8",
+        "CREATE_TABLE": "true",
+        "ORTHOVAULT_MASTER_KEY": master_key,
+    }

@@ -1,0 +1,125 @@
+"""The Image aggregate: one captured image, its derivatives, tags, and life cycle."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate, event
+
+from domain.events import PhiFree
+from domain.values import Actor, BlobRef
+
+
+class ImageCategory(StrEnum):
+    PHOTO = "photo"
+    EXTRAORAL = "extraoral"
+    INTRAORAL = "intraoral"
+    RADIOGRAPH = "radiograph"
+    DOCUMENT = "document"
+    SCAN = "scan"
+    OTHER = "other"
+
+    @property
+    def is_photograph(self) -> bool:
+        return self in (ImageCategory.PHOTO, ImageCategory.EXTRAORAL, ImageCategory.INTRAORAL)
+
+
+class ImageStatus(StrEnum):
+    ACTIVE = "active"
+    DELETED = "deleted"
+    DESTROYED = "destroyed"
+
+
+class Image(Aggregate):
+    @staticmethod
+    def create_id(image_id: UUID) -> UUID:
+        # Chosen by the caller: a keyed upload derives it from its Idempotency-Key.
+        return image_id
+
+    @event("Captured")
+    def __init__(
+        self,
+        *,
+        image_id: UUID,
+        clinic_id: str,
+        patient_id: UUID,
+        original: BlobRef,
+        width: int,
+        height: int,
+        category: str,
+        view: str | None,
+        captured_at: datetime,
+        tags: list[str],
+        filename: str,
+        actor: Actor,
+    ) -> None:
+        self.clinic_id = clinic_id
+        self.patient_id = patient_id
+        self.original = original
+        self.width = width
+        self.height = height
+        self.category = category
+        self.view = view
+        self.captured_at = captured_at
+        self.tags: list[str] = list(dict.fromkeys(tags))
+        self.filename = filename
+        self.status = ImageStatus.ACTIVE.value
+        self.derivatives: dict[str, BlobRef] = {}
+        self.processing_failure: str | None = None
+
+    def tag(self, *, tag: str, actor: Actor) -> None:
+        """Adding a tag the image already has records nothing."""
+        if tag not in self.tags:
+            self._tag(tag=tag, actor=actor)
+
+    @event("Tagged")
+    def _tag(self, *, tag: str, actor: Actor) -> None:
+        self.tags.append(tag)
+
+    def untag(self, *, tag: str, actor: Actor) -> None:
+        if tag in self.tags:
+            self._untag(tag=tag, actor=actor)
+
+    @event("Untagged")
+    def _untag(self, *, tag: str, actor: Actor) -> None:
+        self.tags.remove(tag)
+
+    @event("Categorised")
+    def categorise(self, *, category: str, view: str | None, source: str, actor: Actor) -> None:
+        self.category = category
+        self.view = view
+
+    @event("DerivativesGenerated")
+    def record_derivatives(self, *, derivatives: dict[str, BlobRef], actor: Actor) -> None:
+        self.derivatives = dict(derivatives)
+
+    @event("ProcessingFailed")
+    def record_processing_failure(self, *, stage: str, code: str, actor: Actor) -> None:
+        self.processing_failure = f"{stage}:{code}"
+
+    @event("SoftDeleted")
+    def soft_delete(self, *, reason: str, actor: Actor) -> None:
+        self.status = ImageStatus.DELETED.value
+
+    @event("Restored")
+    def restore(self, *, actor: Actor) -> None:
+        self.status = ImageStatus.ACTIVE.value
+
+    class Destroyed(PhiFree, Aggregate.Event):
+        """Tombstone: stored in the clear; says what was destroyed and why, nothing more."""
+
+        clinic_id: str
+        patient_id: UUID
+        reason: str
+        actor: Actor
+
+    @event(Destroyed)
+    def destroy(self, *, clinic_id: str, patient_id: UUID, reason: str, actor: Actor) -> None:
+        self.status = ImageStatus.DESTROYED.value
+        self.derivatives = {}
+
+    @property
+    def is_deleted(self) -> bool:
+        return self.status != ImageStatus.ACTIVE.value

@@ -1,0 +1,289 @@
+"""The imaging application service: every command the product accepts, as methods.
+
+Commands check tenancy (another clinic's subject is NotFound), permissions (the table in
+``domain.permissions``) and business rules (consent), then save events. Each returns the
+log position of its write, so callers can wait for read models to catch up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import JSONTranscoder
+
+from domain.access import AccessKind, AccessRecord
+from domain.errors import Conflict, Gone, InvalidInput, NotFound, PermissionDenied
+from domain.image import Image, ImageCategory
+from domain.patient import ConsentScope, Patient, Sex
+from domain.permissions import Grant, Permission, require
+from domain.values import TRANSCODINGS, Actor, BlobRef, Guardian
+
+MAX_TAG_LENGTH = 64
+
+
+@dataclass(frozen=True)
+class Written:
+    """The id a command touched and the notification-log position of its last event."""
+
+    id: UUID
+    position: int
+
+
+@dataclass(frozen=True)
+class NewImage:
+    """What the upload path hands over once the original blob is safely stored."""
+
+    image_id: UUID
+    patient_id: UUID
+    original: BlobRef
+    width: int
+    height: int
+    category: ImageCategory
+    view: str | None
+    captured_at: datetime
+    tags: list[str]
+    filename: str
+
+
+def normalise_tag(tag: str) -> str:
+    cleaned = " ".join(tag.split()).lower()
+    if not cleaned:
+        raise InvalidInput("invalid_tag", "a tag must not be empty")
+    if len(cleaned) > MAX_TAG_LENGTH or any(not ch.isprintable() for ch in cleaned):
+        raise InvalidInput(
+            "invalid_tag", f"a tag is at most {MAX_TAG_LENGTH} printable characters"
+        )
+    return cleaned
+
+
+class Imaging(Application[UUID]):
+    name = "imaging"
+
+    def register_transcodings(self, transcoder: JSONTranscoder) -> None:
+        super().register_transcodings(transcoder)
+        for transcoding in TRANSCODINGS:
+            transcoder.register(transcoding)
+
+    # ---- reading aggregates with tenancy -------------------------------------------------
+
+    def _get(self, aggregate_id: UUID, kind: type[Aggregate], actor: Actor) -> Any:
+        try:
+            aggregate = self.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            raise NotFound(
+                f"{kind.__name__.lower()}_not_found", f"no such {kind.__name__.lower()}"
+            ) from None
+        if not isinstance(aggregate, kind) or aggregate.clinic_id != actor.clinic_id:
+            # Another clinic's subject is indistinguishable from one that does not exist.
+            raise NotFound(f"{kind.__name__.lower()}_not_found", f"no such {kind.__name__.lower()}")
+        return aggregate
+
+    def get_patient(self, patient_id: UUID, actor: Actor) -> Patient:
+        return self._get(patient_id, Patient, actor)
+
+    def get_image(self, image_id: UUID, actor: Actor) -> Image:
+        try:
+            return self._get(image_id, Image, actor)
+        except Gone:
+            raise NotFound("image_not_found", "no such image") from None
+
+    def _save(self, *aggregates: Aggregate) -> int:
+        recordings = self.save(*aggregates)
+        return recordings[-1].notification.id if recordings else 0
+
+    # ---- patients ----------------------------------------------------------------------
+
+    def register_patient(
+        self,
+        actor: Actor,
+        *,
+        external_id: str,
+        given_name: str,
+        family_name: str,
+        birth_date: date,
+        sex: str,
+        guardian: Guardian | None = None,
+    ) -> Written:
+        require(actor, Permission.CAPTURE)
+        for field, value in (("externalId", external_id), ("givenName", given_name),
+                             ("familyName", family_name)):
+            if not value.strip() or len(value) > 200:
+                raise InvalidInput("invalid_field", f"{field} must be 1-200 characters")
+        if birth_date > datetime.now(UTC).date():
+            raise InvalidInput("invalid_birth_date", "birthDate lies in the future")
+        try:
+            sex = Sex(sex.lower()).value
+        except ValueError:
+            raise InvalidInput(
+                "invalid_sex", "sex must be female, male, other or unknown"
+            ) from None
+        patient = Patient(
+            clinic_id=actor.clinic_id,
+            external_id=external_id.strip(),
+            given_name=given_name.strip(),
+            family_name=family_name.strip(),
+            birth_date=birth_date,
+            sex=sex,
+            guardian=guardian,
+            actor=actor,
+        )
+        return Written(patient.id, self._save(patient))
+
+    def grant_consent(
+        self,
+        actor: Actor,
+        patient_id: UUID,
+        scope: ConsentScope,
+        *,
+        granted_by: str = "patient",
+        expires_at: datetime | None = None,
+    ) -> Written:
+        require(actor, Permission.CAPTURE)
+        patient = self.get_patient(patient_id, actor)
+        if granted_by not in ("patient", "guardian"):
+            raise InvalidInput("invalid_granted_by", "grantedBy must be patient or guardian")
+        if expires_at is not None and expires_at <= datetime.now(UTC):
+            raise InvalidInput("consent_already_expired", "expiresAt lies in the past")
+        patient.grant_consent(
+            scope=scope.value, granted_by=granted_by, granted_at=datetime.now(UTC),
+            expires_at=expires_at, actor=actor,
+        )
+        return Written(patient.id, self._save(patient))
+
+    def revoke_consent(self, actor: Actor, patient_id: UUID, scope: ConsentScope) -> Written:
+        require(actor, Permission.CAPTURE)
+        patient = self.get_patient(patient_id, actor)
+        patient.revoke_consent(scope=scope.value, actor=actor)
+        return Written(patient.id, self._save(patient))
+
+    # ---- images ------------------------------------------------------------------------
+
+    def check_capture(self, actor: Actor, patient_id: UUID, category: ImageCategory) -> Patient:
+        """Everything that must hold before an upload's bytes are kept."""
+        held = require(actor, Permission.CAPTURE, Grant.DOCUMENTS)
+        if held is Grant.DOCUMENTS and category is not ImageCategory.DOCUMENT:
+            raise_limited_capture()
+        patient = self.get_patient(patient_id, actor)
+        if category.is_photograph and not patient.has_consent(
+            ConsentScope.CLINICAL_PHOTOGRAPHY, datetime.now(UTC)
+        ):
+            raise Conflict(
+                "consent_required",
+                "the patient has no active consent for clinical photography",
+            )
+        return patient
+
+    def capture_image(self, actor: Actor, new: NewImage) -> Written:
+        self.check_capture(actor, new.patient_id, new.category)
+        image = Image(
+            image_id=new.image_id,
+            clinic_id=actor.clinic_id,
+            patient_id=new.patient_id,
+            original=new.original,
+            width=new.width,
+            height=new.height,
+            category=new.category.value,
+            view=new.view,
+            captured_at=new.captured_at,
+            tags=[normalise_tag(t) for t in new.tags],
+            filename=new.filename,
+            actor=actor,
+        )
+        return Written(image.id, self._save(image))
+
+    def image_exists(self, image_id: UUID) -> bool:
+        try:
+            self.repository.get(image_id)
+        except AggregateNotFoundError:
+            return False
+        except Gone:
+            return True
+        return True
+
+    def _active_image(self, actor: Actor, image_id: UUID) -> Image:
+        image = self.get_image(image_id, actor)
+        if image.is_deleted:
+            raise Conflict("image_deleted", "the image is deleted; restore it first")
+        return image
+
+    def tag_image(self, actor: Actor, image_id: UUID, tag: str) -> Written:
+        require(actor, Permission.ANNOTATE, Grant.OWN)
+        image = self._active_image(actor, image_id)
+        image.tag(tag=normalise_tag(tag), actor=actor)
+        return Written(image.id, self._save(image))
+
+    def untag_image(self, actor: Actor, image_id: UUID, tag: str) -> Written:
+        require(actor, Permission.ANNOTATE, Grant.OWN)
+        image = self._active_image(actor, image_id)
+        image.untag(tag=normalise_tag(tag), actor=actor)
+        return Written(image.id, self._save(image))
+
+    def delete_image(self, actor: Actor, image_id: UUID, reason: str = "") -> Written:
+        image = self.get_image(image_id, actor)
+        require(actor, Permission.DELETE)
+        if image.is_deleted:
+            raise Conflict("image_deleted", "the image is already deleted")
+        image.soft_delete(reason=reason[:500], actor=actor)
+        return Written(image.id, self._save(image))
+
+    def restore_image(self, actor: Actor, image_id: UUID) -> Written:
+        image = self.get_image(image_id, actor)
+        require(actor, Permission.DELETE)
+        if not image.is_deleted:
+            raise Conflict("image_not_deleted", "the image is not deleted")
+        image.restore(actor=actor)
+        return Written(image.id, self._save(image))
+
+    def record_derivatives(
+        self, actor: Actor, image_id: UUID, derivatives: dict[str, BlobRef]
+    ) -> Written:
+        image = self.repository.get(image_id)
+        image.record_derivatives(derivatives=derivatives, actor=actor)
+        return Written(image.id, self._save(image))
+
+    def record_processing_failure(
+        self, actor: Actor, image_id: UUID, stage: str, code: str
+    ) -> Written:
+        image = self.repository.get(image_id)
+        image.record_processing_failure(stage=stage, code=code, actor=actor)
+        return Written(image.id, self._save(image))
+
+    def destroy_image(self, actor: Actor, image_id: UUID, reason: str) -> Written:
+        """Append the tombstone. The caller shreds the key and blobs right after."""
+        image = self.get_image(image_id, actor)
+        require(actor, Permission.DELETE)
+        image.destroy(
+            clinic_id=image.clinic_id, patient_id=image.patient_id, reason=reason, actor=actor
+        )
+        return Written(image.id, self._save(image))
+
+    # ---- access records ----------------------------------------------------------------
+
+    def record_access(
+        self, actor: Actor, images: Sequence[tuple[UUID, UUID]], kind: AccessKind
+    ) -> int:
+        """One record per (image id, patient id), all in one transaction."""
+        records = [
+            AccessRecord(
+                clinic_id=actor.clinic_id,
+                image_id=image_id,
+                patient_id=patient_id,
+                kind=kind.value,
+                actor=actor,
+            )
+            for image_id, patient_id in images
+        ]
+        return self._save(*records) if records else 0
+
+
+def raise_limited_capture() -> None:
+    raise PermissionDenied(
+        "capture_limited",
+        "this role may upload documents only (no photographs outside a session, no radiographs)",
+    )
