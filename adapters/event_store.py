@@ -168,6 +168,8 @@ def key_store_pool(env: Any, *, max_size: int = 4) -> ConnectionPool:
 class PostgresImaging(Imaging):
     """The imaging application bound to Postgres, with per-subject encryption."""
 
+    name = Imaging.name  # keeps table names and tracking ids "imaging", not the class name
+
     def construct_mapper(self) -> Mapper[UUID]:
         self.key_store = KeyStore(key_store_pool(self.env), master_key_from_env(self.env))
         self.key_store.create_schema()

@@ -67,3 +67,62 @@ def token(data_dir: Path | None, user: str, clinic: str, role: str, ttl: int | N
                                ttl_seconds=ttl))
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--role") from None
+
+
+def _run_jobs(data_dir: Path | None, names: set[str]) -> None:
+    """Run background jobs in the foreground until SIGINT/SIGTERM."""
+    import signal
+    import threading
+
+    from api.observability import configure_logging
+    from api.services import Services
+
+    settings = _settings(data_dir, run_background=False)
+    configure_logging(settings.log_level)
+    services = Services.build(settings)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    services.start_background(only=names)
+    click.echo(f"orthovault: running {', '.join(sorted(names))}", err=True)
+    try:
+        stop.wait()
+    finally:
+        services.close()
+
+
+@main.command()
+@data_dir_option
+def projections(data_dir: Path | None) -> None:
+    """Run the read-model projections (distributed mode: one process per deployment)."""
+    from projections.gallery import GalleryProjection
+
+    _run_jobs(data_dir, {GalleryProjection.name})
+
+
+@main.command()
+@data_dir_option
+def worker(data_dir: Path | None) -> None:
+    """Run the pixel workers (derivatives)."""
+    from workers import derivatives
+
+    _run_jobs(data_dir, {derivatives.NAME})
+
+
+@main.command()
+@data_dir_option
+@click.option("--host", default=None, help="Address to listen on (default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port (default 8000).")
+def api(data_dir: Path | None, host: str | None, port: int | None) -> None:
+    """Serve only the API; projections and workers run as their own processes."""
+    import uvicorn
+
+    from api.app import create_app
+
+    settings = _settings(data_dir, host=host, port=port, run_background=False)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
+                log_config=None, access_log=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -23,6 +23,7 @@ from strawberry.fastapi import BaseContext, GraphQLRouter
 from strawberry.types import Info
 
 from api.auth import bearer_token, verify_token
+from api.destruction import destroy_image
 from api.errors import STATUS
 from api.services import Services
 from domain.access import AccessKind
@@ -264,6 +265,17 @@ class RestoreImageInput:
     image_id: strawberry.ID
 
 
+@strawberry.input
+class DestroyImageInput:
+    image_id: strawberry.ID
+    reason: str
+
+
+@strawberry.type
+class DestroyedImage:
+    id: strawberry.ID
+
+
 async def _written(services: Services, written: Written) -> None:
     await _blocking(services.wait_for_gallery, written.position)
 
@@ -335,6 +347,14 @@ class Mutation:
         return await _load_image(services, actor, written.id)
 
 
+    @strawberry.mutation(description="Destroy an image for good (crypto-shredding).")
+    async def destroy_image(self, info: Info, input: DestroyImageInput) -> DestroyedImage:
+        actor, services = _actor(info), info.context.services
+        image_id = _uuid(input.image_id, "imageId")
+        await _blocking(destroy_image, services, actor, image_id, input.reason)
+        return DestroyedImage(id=strawberry.ID(str(image_id)))
+
+
 class ErrorCodes(MaskErrors):
     """Gives every error a stable ``extensions.code``; hides unexpected errors' details."""
 
@@ -357,7 +377,21 @@ class ErrorCodes(MaskErrors):
                             positions=error.positions, path=error.path, extensions=extensions)
 
 
-schema = strawberry.Schema(
+class OrthovaultSchema(strawberry.Schema):
+    def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
+        """Log codes and types only: tracebacks and messages could carry PHI.
+
+        (Unexpected errors are also logged by ErrorCodes, which masks them for the caller.)
+        """
+        for error in errors:
+            original = error.original_error
+            code = (error.extensions or {}).get("code") if original is None else (
+                original.code if isinstance(original, OrthovaultError) else "internal_error")
+            log.info("graphql_error", code=code, path=error.path,
+                     error=type(original).__name__ if original else None)
+
+
+schema = OrthovaultSchema(
     query=Query,
     mutation=Mutation,
     extensions=[

@@ -95,8 +95,13 @@ class Services:
         worker = derivatives.DerivativesWorker(worker_app, self.blobs, tracking)
         return WorkerRunner(worker_app, tracking, worker, derivatives.TOPICS)
 
-    def start_background(self) -> None:
-        if self.settings.run_background:
+    def start_background(self, only: set[str] | None = None) -> None:
+        """Start the projection runners and workers (all, or the named ones)."""
+        if only is None and self.settings.in_process_jobs.strip() != "all":
+            only = {n.strip() for n in self.settings.in_process_jobs.split(",") if n.strip()}
+        if only is not None:
+            self.supervisor.jobs = {n: j for n, j in self.supervisor.jobs.items() if n in only}
+        if self.settings.run_background or only is not None:
             self.supervisor.start()
 
     def wait_for_gallery(self, position: int) -> bool:

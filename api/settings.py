@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     run_background: bool = Field(
         default=True, description="Run projections and workers inside the API process."
     )
+    in_process_jobs: str = Field(
+        default="all",
+        description="Which background jobs run in the API process: all, or a comma list.",
+    )
     log_level: str = "INFO"
 
     @property

@@ -7,15 +7,16 @@ log position of its write, so callers can wait for read models to catch up.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import JSONTranscoder
+from eventsourcing.persistence import IntegrityError, JSONTranscoder
 
 from domain.access import AccessKind, AccessRecord
 from domain.errors import Conflict, Gone, InvalidInput, NotFound, PermissionDenied
@@ -25,6 +26,30 @@ from domain.permissions import Grant, Permission, require
 from domain.values import TRANSCODINGS, Actor, BlobRef, Guardian
 
 MAX_TAG_LENGTH = 64
+CONFLICT_RETRIES = 5
+Command = TypeVar("Command", bound=Callable[..., Any])
+
+
+def retry_on_conflict(command: Command) -> Command:
+    """Re-run a command whose save lost an optimistic-concurrency race.
+
+    A worker recording derivatives and a clinician tagging the same image both append to
+    the image's stream; the loser reloads and applies its change to the newer state.
+    """
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        for _attempt in range(CONFLICT_RETRIES - 1):
+            try:
+                return command(*args, **kwargs)
+            except IntegrityError:
+                continue
+        try:
+            return command(*args, **kwargs)
+        except IntegrityError:
+            raise Conflict("concurrent_update", "the subject changed meanwhile; retry") from None
+
+    return wrapper  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -110,7 +135,8 @@ class Imaging(Application[UUID]):
         sex: str,
         guardian: Guardian | None = None,
     ) -> Written:
-        require(actor, Permission.CAPTURE)
+        # Front desk registers patients and collects consent forms: the limited grade will do.
+        require(actor, Permission.CAPTURE, Grant.DOCUMENTS)
         for field, value in (("externalId", external_id), ("givenName", given_name),
                              ("familyName", family_name)):
             if not value.strip() or len(value) > 200:
@@ -135,6 +161,7 @@ class Imaging(Application[UUID]):
         )
         return Written(patient.id, self._save(patient))
 
+    @retry_on_conflict
     def grant_consent(
         self,
         actor: Actor,
@@ -144,7 +171,7 @@ class Imaging(Application[UUID]):
         granted_by: str = "patient",
         expires_at: datetime | None = None,
     ) -> Written:
-        require(actor, Permission.CAPTURE)
+        require(actor, Permission.CAPTURE, Grant.DOCUMENTS)
         patient = self.get_patient(patient_id, actor)
         if granted_by not in ("patient", "guardian"):
             raise InvalidInput("invalid_granted_by", "grantedBy must be patient or guardian")
@@ -156,8 +183,9 @@ class Imaging(Application[UUID]):
         )
         return Written(patient.id, self._save(patient))
 
+    @retry_on_conflict
     def revoke_consent(self, actor: Actor, patient_id: UUID, scope: ConsentScope) -> Written:
-        require(actor, Permission.CAPTURE)
+        require(actor, Permission.CAPTURE, Grant.DOCUMENTS)
         patient = self.get_patient(patient_id, actor)
         patient.revoke_consent(scope=scope.value, actor=actor)
         return Written(patient.id, self._save(patient))
@@ -212,18 +240,21 @@ class Imaging(Application[UUID]):
             raise Conflict("image_deleted", "the image is deleted; restore it first")
         return image
 
+    @retry_on_conflict
     def tag_image(self, actor: Actor, image_id: UUID, tag: str) -> Written:
         require(actor, Permission.ANNOTATE, Grant.OWN)
         image = self._active_image(actor, image_id)
         image.tag(tag=normalise_tag(tag), actor=actor)
         return Written(image.id, self._save(image))
 
+    @retry_on_conflict
     def untag_image(self, actor: Actor, image_id: UUID, tag: str) -> Written:
         require(actor, Permission.ANNOTATE, Grant.OWN)
         image = self._active_image(actor, image_id)
         image.untag(tag=normalise_tag(tag), actor=actor)
         return Written(image.id, self._save(image))
 
+    @retry_on_conflict
     def delete_image(self, actor: Actor, image_id: UUID, reason: str = "") -> Written:
         image = self.get_image(image_id, actor)
         require(actor, Permission.DELETE)
@@ -232,6 +263,7 @@ class Imaging(Application[UUID]):
         image.soft_delete(reason=reason[:500], actor=actor)
         return Written(image.id, self._save(image))
 
+    @retry_on_conflict
     def restore_image(self, actor: Actor, image_id: UUID) -> Written:
         image = self.get_image(image_id, actor)
         require(actor, Permission.DELETE)
@@ -240,6 +272,7 @@ class Imaging(Application[UUID]):
         image.restore(actor=actor)
         return Written(image.id, self._save(image))
 
+    @retry_on_conflict
     def record_derivatives(
         self, actor: Actor, image_id: UUID, derivatives: dict[str, BlobRef]
     ) -> Written:
@@ -247,6 +280,7 @@ class Imaging(Application[UUID]):
         image.record_derivatives(derivatives=derivatives, actor=actor)
         return Written(image.id, self._save(image))
 
+    @retry_on_conflict
     def record_processing_failure(
         self, actor: Actor, image_id: UUID, stage: str, code: str
     ) -> Written:
@@ -254,6 +288,7 @@ class Imaging(Application[UUID]):
         image.record_processing_failure(stage=stage, code=code, actor=actor)
         return Written(image.id, self._save(image))
 
+    @retry_on_conflict
     def destroy_image(self, actor: Actor, image_id: UUID, reason: str) -> Written:
         """Append the tombstone. The caller shreds the key and blobs right after."""
         image = self.get_image(image_id, actor)

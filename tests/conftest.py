@@ -203,3 +203,19 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, interval: fl
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached in time")
         time.sleep(interval)
+
+
+def stored_events(client: TestClient, event_class: type) -> list[Any]:
+    """Every stored event of one type, decoded through the real (decrypting) mapper."""
+    from eventsourcing.utils import get_topic
+
+    app = client.app.state.services.app
+    notifications = app.recorder.select_notifications(
+        start=None, limit=1_000_000, topics=[get_topic(event_class)]
+    )
+    return [app.mapper.to_domain_event(n) for n in notifications]
+
+
+def blob_subjects(client: TestClient) -> set[str]:
+    root = client.app.state.services.settings.blob_dir
+    return {p.name for p in root.glob("*/*") if p.is_dir()}
