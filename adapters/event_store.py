@@ -5,8 +5,8 @@ is eventsourcing's own and stays in the clear):
 
 - ``b"P" + json``: a PHI-free event (access record, tombstone), kept readable for the audit.
 - ``b"E" + u16 header length + header json + AES-GCM(state)``: everything else. The header
-  holds only the time and the actor (ids and role), so the audit can still say who did what
-  and when after the subject's key is destroyed. Associated data binds the ciphertext to
+  holds only the time, the actor (ids and role) and pseudonymous ids (patient, clinic), so
+  the audit can still say who did what to whom and when after the subject's key is gone. Associated data binds the ciphertext to
   ``originator_id|version|topic|header``.
 
 When the subject's key is gone the mapper returns a :class:`ShreddedEvent` instead of
@@ -43,9 +43,14 @@ def _associated_data(originator_id: UUID, version: int, topic: str, header: byte
 
 
 def _header(event_state: dict[str, Any]) -> dict[str, Any]:
+    """The clear part of a sealed event: time, actor, and pseudonymous ids. No PHI."""
     actor = event_state.get("actor")
     timestamp = event_state.get("timestamp")
     header: dict[str, Any] = {}
+    for name in ("patient_id", "clinic_id"):
+        value = event_state.get(name)
+        if isinstance(value, UUID | str):
+            header[name] = str(value)
     if isinstance(timestamp, datetime):
         header["ts"] = timestamp.isoformat()
     if isinstance(actor, Actor):
