@@ -10,9 +10,14 @@ import time
 
 import jwt
 import pytest
-
 from conftest import (
-    TEST_TOKEN_SECRET, bearer, graphql, jpeg_bytes, register_patient, token_for, upload,
+    TEST_TOKEN_SECRET,
+    bearer,
+    graphql,
+    jpeg_bytes,
+    register_patient,
+    token_for,
+    upload,
     wait_until,
 )
 

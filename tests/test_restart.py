@@ -12,13 +12,21 @@ from datetime import UTC, date, datetime
 
 import psycopg
 import pytest
+from conftest import (
+    GALLERY,
+    bearer,
+    graphql,
+    jpeg_bytes,
+    make_settings,
+    register_patient,
+    stored_events,
+    token_for,
+    upload,
+    wait_until,
+)
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from conftest import (
-    GALLERY, bearer, graphql, jpeg_bytes, make_settings, register_patient, stored_events,
-    token_for, upload, wait_until,
-)
 from domain.image import Image
 from domain.patient import Patient
 from domain.values import Actor, BlobRef

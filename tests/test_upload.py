@@ -7,12 +7,20 @@ import struct
 import zlib
 
 import pytest
+from conftest import (
+    GALLERY,
+    blob_subjects,
+    graphql,
+    jpeg_bytes,
+    make_settings,
+    register_patient,
+    stored_events,
+    token_for,
+    upload,
+    wait_until,
+)
 from PIL import Image as PILImage
 
-from conftest import (
-    GALLERY, blob_subjects, graphql, jpeg_bytes, make_settings, register_patient,
-    stored_events, token_for, upload, wait_until,
-)
 from domain.image import Image
 
 
@@ -32,7 +40,8 @@ def test_upload_event_derivative_gallery_thumbnail(client, auth):
     image_id = response.json()["id"]
 
     # The event is in the log, encrypted at rest but readable through the mapper.
-    captured = [e for e in stored_events(client, Image.Captured) if str(e.originator_id) == image_id]
+    captured = [e for e in stored_events(client, Image.Captured)
+                if str(e.originator_id) == image_id]
     assert len(captured) == 1
     assert captured[0].view == "IV07" and captured[0].category == "intraoral"
     assert captured[0].original.size > 0 and len(captured[0].original.sha256) == 64
@@ -113,7 +122,8 @@ def test_photography_needs_clinical_photography_consent(client, auth):
     xray = upload(client, headers, patient_id, jpeg_bytes(), fields={"category": "radiograph"})
     assert xray.status_code == 201
 
-    graphql(client, headers, """mutation($i: GrantConsentInput!){ grantConsent(input: $i){ id } }""",
+    graphql(client, headers,
+            """mutation($i: GrantConsentInput!){ grantConsent(input: $i){ id } }""",
             {"i": {"patientId": patient_id, "scope": "CLINICAL_PHOTOGRAPHY"}})
     assert upload(client, headers, patient_id, jpeg_bytes()).status_code == 201
     revoked = graphql(client, headers, """mutation($i: RevokeConsentInput!){
@@ -161,7 +171,8 @@ def test_bad_input_is_refused_and_nothing_is_stored(client, auth, name, data, fi
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == "application/problem+json"
     assert response.json()["code"] == code
-    assert [e for e in stored_events(client, Image.Captured) if str(e.patient_id) == patient_id] == []
+    assert [e for e in stored_events(client, Image.Captured)
+            if str(e.patient_id) == patient_id] == []
     assert blob_subjects(client) == subjects_before
     assert _gallery(client, headers, patient_id)["edges"] == []
     # ... and the server keeps serving.
