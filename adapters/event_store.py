@@ -6,8 +6,8 @@ is eventsourcing's own and stays in the clear):
 - ``b"P" + json``: a PHI-free event (access record, tombstone), kept readable for the audit.
 - ``b"E" + u16 header length + header json + AES-GCM(state)``: everything else. The header
   holds only the time, the actor (ids and role) and pseudonymous ids (patient, clinic), so
-  the audit can still say who did what to whom and when after the subject's key is gone. Associated data binds the ciphertext to
-  ``originator_id|version|topic|header``.
+  the audit can still say who did what to whom and when after the subject's key is gone.
+  Associated data binds the ciphertext to ``originator_id|version|topic|header``.
 
 When the subject's key is gone the mapper returns a :class:`ShreddedEvent` instead of
 raising, so projections and workers keep running past destroyed subjects.
