@@ -25,6 +25,7 @@ from uuid import UUID
 from eventsourcing.persistence import Mapper, StoredEvent, Transcoder
 from eventsourcing.utils import get_topic, resolve_topic
 from psycopg.conninfo import make_conninfo
+from psycopg.sql import SQL, Identifier
 from psycopg_pool import ConnectionPool
 
 from adapters.key_store import KeyStore, SubjectDestroyed
@@ -179,6 +180,16 @@ class PostgresImaging(Imaging):
         self.key_store = KeyStore(key_store_pool(self.env), master_key_from_env(self.env))
         self.key_store.create_schema()
         return SubjectEncryptingMapper(self.construct_transcoder(), self.key_store)
+
+    def nudge_subscribers(self) -> None:
+        """NOTIFY the log's channel, as an insert would.
+
+        A subscription that starts while an event is being written can miss that event's
+        notification (its first read and its LISTEN race); it would then wait for the next
+        write. A periodic nudge bounds that wait.
+        """
+        with self.recorder.datastore.transaction(commit=True) as curs:
+            curs.execute(SQL("NOTIFY {}").format(Identifier(self.recorder.channel_name)))
 
     def close(self) -> None:
         super().close()

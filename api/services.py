@@ -88,12 +88,12 @@ class Services:
             ),
         )
         self.supervisor.add(derivatives.NAME, self._derivatives_runner)
+        self.supervisor.every(1.0, self.app.nudge_subscribers)
 
     def _derivatives_runner(self) -> WorkerRunner:
-        worker_app = PostgresImaging(env=self.env)
         tracking = tracking_recorder(self.env, derivatives.NAME, PostgresTrackingRecorder)
-        worker = derivatives.DerivativesWorker(worker_app, self.blobs, tracking)
-        return WorkerRunner(worker_app, tracking, worker, derivatives.TOPICS)
+        worker = derivatives.DerivativesWorker(self.app, self.blobs, tracking)
+        return WorkerRunner(self.app, tracking, worker, derivatives.TOPICS)
 
     def start_background(self, only: set[str] | None = None) -> None:
         """Start the projection runners and workers (all, or the named ones)."""

@@ -58,8 +58,9 @@ def eventsourcing_env(database_url: str, master_key: str) -> dict[str, str]:
         "POSTGRES_PORT": str(url.port or 5432),
         "POSTGRES_USER": unquote(url.username or "postgres"),
         "POSTGRES_PASSWORD": unquote(url.password or ""),
-        "POSTGRES_POOL_SIZE": "4",
-        "POSTGRES_MAX_OVERFLOW": "8",
+        # Several datastores share one server (app, views, runners): keep each pool small.
+        "POSTGRES_POOL_SIZE": "2",
+        "POSTGRES_MAX_OVERFLOW": "6",
         "CREATE_TABLE": "true",
         "ORTHOVAULT_MASTER_KEY": master_key,
     }

@@ -67,3 +67,6 @@ class WorkerRunner:
         self.stop()
         self._thread.join(timeout=30)
         self._subscription.__exit__(*exc)
+        datastore = getattr(self.tracking, "datastore", None)
+        if datastore is not None:
+            datastore.close()  # the tracking recorder is made per run; the app is shared

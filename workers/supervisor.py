@@ -40,14 +40,31 @@ class Supervisor:
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self._max_backoff = max_backoff
+        self._periodic: list[Callable[[], None]] = []
 
     def add(self, name: str, start: Callable[[], Runner]) -> None:
         self.jobs[name] = Job(name, start)
+
+    def every(self, seconds: float, task: Callable[[], None]) -> None:
+        """Run a small task periodically while the supervisor runs (errors are logged)."""
+
+        def loop() -> None:
+            while not self._stopping.wait(seconds):
+                try:
+                    task()
+                except Exception as error:
+                    log.warning("periodic_task_failed", error=type(error).__name__)
+
+        self._periodic.append(loop)
 
     def start(self) -> None:
         for job in self.jobs.values():
             thread = threading.Thread(target=self._keep_alive, args=(job,), daemon=True,
                                       name=f"job-{job.name}")
+            thread.start()
+            self._threads.append(thread)
+        for loop in self._periodic:
+            thread = threading.Thread(target=loop, daemon=True, name="periodic")
             thread.start()
             self._threads.append(thread)
 
