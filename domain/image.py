@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
@@ -68,6 +69,7 @@ class Image(Aggregate):
         self.status = ImageStatus.ACTIVE.value
         self.derivatives: dict[str, BlobRef] = {}
         self.processing_failure: str | None = None
+        self.metadata: dict[str, dict[str, Any]] = {}
 
     def tag(self, *, tag: str, actor: Actor) -> None:
         """Adding a tag the image already has records nothing."""
@@ -90,6 +92,11 @@ class Image(Aggregate):
     def categorise(self, *, category: str, view: str | None, source: str, actor: Actor) -> None:
         self.category = category
         self.view = view
+
+    @event("MetadataExtracted")
+    def record_metadata(self, *, source: str, metadata: dict[str, Any], actor: Actor) -> None:
+        """What was read out of the file (EXIF, DICOM attributes…), by source."""
+        self.metadata[source] = dict(metadata)
 
     @event("DerivativesGenerated")
     def record_derivatives(self, *, derivatives: dict[str, BlobRef], actor: Actor) -> None:

@@ -281,6 +281,14 @@ class Imaging(Application[UUID]):
         return Written(image.id, self._save(image))
 
     @retry_on_conflict
+    def record_metadata(
+        self, actor: Actor, image_id: UUID, source: str, metadata: dict[str, Any]
+    ) -> Written:
+        image = self.repository.get(image_id)
+        image.record_metadata(source=source, metadata=metadata, actor=actor)
+        return Written(image.id, self._save(image))
+
+    @retry_on_conflict
     def record_processing_failure(
         self, actor: Actor, image_id: UUID, stage: str, code: str
     ) -> Written:
