@@ -89,16 +89,23 @@ def _fit(image: Image.Image, longest: int) -> Image.Image:
     return copy
 
 
-def make_derivatives(data: bytes) -> dict[str, bytes]:
-    """{"preview": JPEG ≤1600 px, "thumbnail": JPEG ≤256 px}, EXIF orientation applied."""
+def decode_at_least(data: bytes, longest: int) -> Image.Image:
+    """Decode no larger than needed for a ``longest``-pixel result (JPEG DCT scaling),
+    with EXIF orientation applied and in RGB or L."""
     image = Image.open(io.BytesIO(data))
     width, height = image.size
-    scale = max(width, height) / PREVIEW_PX
+    scale = max(width, height) / longest
     if scale > 1:
         image.draft("RGB", (int(width / scale), int(height / scale)))
     image = ImageOps.exif_transpose(image)
     if image.mode not in ("RGB", "L"):
         image = image.convert("RGB")
+    return image
+
+
+def make_derivatives(data: bytes) -> dict[str, bytes]:
+    """{"preview": JPEG ≤1600 px, "thumbnail": JPEG ≤256 px}, EXIF orientation applied."""
+    image = decode_at_least(data, PREVIEW_PX)
     preview = _fit(image, PREVIEW_PX)
     thumbnail = _fit(preview, THUMBNAIL_PX)
     return {"preview": _encode_jpeg(preview), "thumbnail": _encode_jpeg(thumbnail)}

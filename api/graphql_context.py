@@ -64,7 +64,8 @@ class ErrorCodes(MaskErrors):
         if isinstance(original, OrthovaultError):
             message = original.message
             extensions = {"code": original.code, "status": STATUS[original.kind]}
-        elif original is None:
+        elif original is None or error.path is None:
+            # No resolver ran: the document or its variables were refused.
             message = error.message
             extensions = {"code": "invalid_query", "status": 400}
         else:

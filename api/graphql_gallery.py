@@ -24,7 +24,7 @@ from domain.imaging import Written
 from domain.patient import ConsentScope as DomainConsentScope
 from domain.patient import Patient
 from domain.permissions import Grant, Permission, grant, require
-from domain.values import Actor
+from domain.values import Actor, Guardian
 from projections.gallery import GalleryImage, GalleryPatient, encode_cursor
 
 
@@ -190,12 +190,20 @@ class GalleryQuery:
 
 
 @strawberry.input
+class GuardianInput:
+    name: str
+    relationship: str
+    phone: str = ""
+
+
+@strawberry.input
 class RegisterPatientInput:
     external_id: str
     given_name: str
     family_name: str
     birth_date: date
     sex: str
+    guardian: GuardianInput | None = None
 
 
 @strawberry.input
@@ -288,6 +296,8 @@ class GalleryMutation:
             services.app.register_patient, actor, external_id=input.external_id,
             given_name=input.given_name, family_name=input.family_name,
             birth_date=input.birth_date, sex=input.sex,
+            guardian=Guardian(input.guardian.name, input.guardian.relationship,
+                              input.guardian.phone) if input.guardian else None,
         )
         return await _patient_after(services, actor, written)
 

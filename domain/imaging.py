@@ -143,6 +143,8 @@ class Imaging(Application[UUID]):
                 raise InvalidInput("invalid_field", f"{field} must be 1-200 characters")
         if birth_date > datetime.now(UTC).date():
             raise InvalidInput("invalid_birth_date", "birthDate lies in the future")
+        if guardian is not None and not guardian.name.strip():
+            raise InvalidInput("invalid_guardian", "a guardian needs a name")
         try:
             sex = Sex(sex.lower()).value
         except ValueError:
