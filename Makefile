@@ -28,7 +28,7 @@ lint: install
 	$(BIN)/ruff check .
 
 bench: install
-	$(BIN)/python -m bench
+	$(BIN)/python tests/bench/run.py $(BENCH)
 
 clean:
 	rm -rf $(VENV) .pytest_cache
