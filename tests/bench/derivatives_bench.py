@@ -110,14 +110,14 @@ def run(tmp: Path) -> dict:
             rows.append([label, name, f"{times[name] * 1000:.0f}", f"{peaks[name]:.0f}",
                          f"{times[name] / ours_time:.2f}"])
         rows.append([label, "→ speed-up vs naive / vs pyvips", "", "",
-                     f"{times['naive Pillow'] / ours_time:.2f}× / "
-                     f"{times['pyvips'] / ours_time:.2f}×"])
+                     f"{times['naive Pillow'] / ours_time:.2f}x / "
+                     f"{times['pyvips'] / ours_time:.2f}x"])
     return {
         "title": "Derivatives: preview 1600 px + thumbnail 256 px",
         "columns": ["input", "method", "median ms", "peak RSS growth MB",
                     "time ÷ orthovault"],
         "rows": rows,
-        "notes": "Targets (issue 3): ≥2× faster than naive Pillow, no slower than 1.2× "
+        "notes": "Targets (issue 3): ≥2x faster than naive Pillow, no slower than 1.2x "
                  "pyvips, <150 MB per image. Quality scoring is not part of this figure yet.",
     }
 
