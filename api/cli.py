@@ -95,9 +95,10 @@ def _run_jobs(data_dir: Path | None, names: set[str]) -> None:
 @data_dir_option
 def projections(data_dir: Path | None) -> None:
     """Run the read-model projections (distributed mode: one process per deployment)."""
+    from projections.audit import AuditProjection
     from projections.gallery import GalleryProjection
 
-    _run_jobs(data_dir, {GalleryProjection.name})
+    _run_jobs(data_dir, {GalleryProjection.name, AuditProjection.name})
 
 
 @main.command()
@@ -122,6 +123,36 @@ def api(data_dir: Path | None, host: str | None, port: int | None) -> None:
     settings = _settings(data_dir, host=host, port=port, run_background=False)
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
                 log_config=None, access_log=False)
+
+
+@main.group()
+def audit() -> None:
+    """Compliance: verify the tamper-evident audit chain."""
+
+
+@audit.command("verify")
+@data_dir_option
+@click.option("--against-log", is_flag=True,
+              help="Also rebuild every entry from the event log and compare.")
+def audit_verify(data_dir: Path | None, against_log: bool) -> None:
+    """Recompute the audit hash chain; name the first broken link (exit 1 if broken)."""
+    from api.services import Services
+    from projections.audit import verify_against_log, verify_chain
+
+    services = Services.build(_settings(data_dir, run_background=False))
+    try:
+        result = verify_chain(services.audit)
+        if result.ok and against_log:
+            result = verify_against_log(services.audit, services.app)
+    finally:
+        services.close()
+    if result.ok:
+        click.echo(f"audit chain intact: {result.checked} entries, head position "
+                   f"{result.head_position}, head hash {result.head_hash}")
+        return
+    click.echo(f"audit chain BROKEN at position {result.first_broken_position}: "
+               f"{result.reason} ({result.checked} entries checked)", err=True)
+    raise SystemExit(1)
 
 
 if __name__ == "__main__":

@@ -11,11 +11,12 @@ from strawberry.fastapi import GraphQLRouter
 from strawberry.tools import merge_types
 
 from api.auth import bearer_token, verify_token
+from api.graphql_audit import AuditQuery
 from api.graphql_context import Context, ErrorCodes, OrthovaultSchema
 from api.graphql_gallery import GalleryMutation, GalleryQuery
 from api.services import Services
 
-Query = merge_types("Query", (GalleryQuery,))
+Query = merge_types("Query", (GalleryQuery, AuditQuery))
 Mutation = merge_types("Mutation", (GalleryMutation,))
 
 schema = OrthovaultSchema(

@@ -18,6 +18,7 @@ from adapters.event_store import PostgresImaging
 from adapters.local_folder import LocalFolderBackend
 from api.auth import TokenConfig
 from api.settings import Settings, eventsourcing_env
+from projections.audit import AuditProjection, AuditView
 from projections.gallery import GalleryProjection, GalleryView
 from workers import derivatives
 from workers.runner import WorkerRunner
@@ -62,6 +63,7 @@ class Services:
     app: PostgresImaging
     blobs: EncryptedBlobStore
     gallery: GalleryView
+    audit: AuditView
     tokens: TokenConfig
     supervisor: Supervisor = field(default_factory=Supervisor)
 
@@ -72,23 +74,23 @@ class Services:
         app = PostgresImaging(env=env)
         blobs = EncryptedBlobStore(LocalFolderBackend(Path(settings.blob_dir)), app.key_store)
         gallery = tracking_recorder(env, GalleryProjection.name, GalleryView)
+        audit = tracking_recorder(env, AuditProjection.name, AuditView)
         services = cls(settings=settings, env=env, app=app, blobs=blobs, gallery=gallery,
-                       tokens=token_config(settings))
+                       audit=audit, tokens=token_config(settings))
         services._add_jobs()
         return services
 
     def _add_jobs(self) -> None:
-        self.supervisor.add(
-            GalleryProjection.name,
-            lambda: ProjectionRunner(
-                application_class=PostgresImaging,
-                projection_class=GalleryProjection,
-                view_class=GalleryView,
-                env=self.env,
-            ),
-        )
+        for projection, view in ((GalleryProjection, GalleryView), (AuditProjection, AuditView)):
+            self.supervisor.add(projection.name, self._projection_runner(projection, view))
         self.supervisor.add(derivatives.NAME, self._derivatives_runner)
         self.supervisor.every(1.0, self.app.nudge_subscribers)
+
+    def _projection_runner(self, projection: type[Any], view: type[Any]) -> Any:
+        return lambda: ProjectionRunner(
+            application_class=PostgresImaging, projection_class=projection, view_class=view,
+            env=self.env,
+        )
 
     def _derivatives_runner(self) -> WorkerRunner:
         tracking = tracking_recorder(self.env, derivatives.NAME, PostgresTrackingRecorder)
@@ -120,5 +122,6 @@ class Services:
         self.supervisor.stop()
         self.app.close()
         self.gallery.datastore.close()
+        self.audit.datastore.close()
 
 

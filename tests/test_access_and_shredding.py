@@ -8,8 +8,8 @@ import subprocess
 
 import psycopg
 import pytest
-from conftest import graphql, jpeg_bytes, register_patient, stored_events, upload, wait_until
 
+from conftest import graphql, jpeg_bytes, register_patient, stored_events, upload, wait_until
 from domain.access import AccessRecord
 from domain.events import ShreddedEvent
 from domain.image import Image

@@ -14,6 +14,10 @@ from uuid import UUID
 
 import psycopg
 import pytest
+from eventsourcing.projection import ProjectionRunner
+
+from adapters.event_store import PostgresImaging
+from api.services import tracking_recorder
 from conftest import (
     bearer,
     graphql,
@@ -24,10 +28,6 @@ from conftest import (
     upload,
     wait_until,
 )
-from eventsourcing.projection import ProjectionRunner
-
-from adapters.event_store import PostgresImaging
-from api.services import tracking_recorder
 from domain.access import AccessRecord
 from domain.errors import InvalidInput
 from domain.events import ShreddedEvent

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import io
 
-from conftest import jpeg_bytes
 from PIL import Image
 
 from adapters.image_codec import decode_at_least, make_derivatives
+from conftest import jpeg_bytes
 
 
 def test_a_large_jpeg_is_never_decoded_at_full_size():

@@ -13,7 +13,8 @@ def test_health_and_readiness(client):
     ready = wait_until(lambda: client.get("/readyz").status_code == 200 and client.get("/readyz"))
     body = ready.json()
     assert body["ready"] is True
-    assert body["checks"] == {"database": "ok", "gallery_v1": "ok", "derivatives_v1": "ok"}
+    assert body["checks"] == {"database": "ok", "gallery_v1": "ok", "audit_v1": "ok",
+                              "derivatives_v1": "ok"}
 
 
 def test_metrics_expose_latency_uploads_and_projection_lag(client, auth):

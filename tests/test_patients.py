@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from conftest import graphql
 
 REGISTER = """mutation($i: RegisterPatientInput!){ registerPatient(input: $i){

@@ -10,6 +10,7 @@ import time
 
 import jwt
 import pytest
+
 from conftest import (
     TEST_TOKEN_SECRET,
     bearer,

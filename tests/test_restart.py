@@ -12,6 +12,9 @@ from datetime import UTC, date, datetime
 
 import psycopg
 import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
 from conftest import (
     GALLERY,
     bearer,
@@ -24,9 +27,6 @@ from conftest import (
     upload,
     wait_until,
 )
-from fastapi.testclient import TestClient
-
-from api.app import create_app
 from domain.image import Image
 from domain.patient import Patient
 from domain.values import Actor, BlobRef

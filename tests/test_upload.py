@@ -7,6 +7,8 @@ import struct
 import zlib
 
 import pytest
+from PIL import Image as PILImage
+
 from conftest import (
     GALLERY,
     blob_subjects,
@@ -19,8 +21,6 @@ from conftest import (
     upload,
     wait_until,
 )
-from PIL import Image as PILImage
-
 from domain.image import Image
 
 
