@@ -10,9 +10,11 @@ from __future__ import annotations
 import io
 import warnings
 from dataclasses import dataclass
-from typing import BinaryIO
+from datetime import UTC, datetime
+from typing import Any, BinaryIO
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+import numpy as np
+from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from domain.errors import TooLarge, Unprocessable
 
@@ -89,9 +91,26 @@ def _fit(image: Image.Image, longest: int) -> Image.Image:
     return copy
 
 
+_SRGB = ImageCms.createProfile("sRGB")
+
+
+def _to_srgb(image: Image.Image) -> Image.Image:
+    """Convert through an embedded colour profile so derivatives look right everywhere."""
+    icc = image.info.get("icc_profile")
+    if not icc:
+        return image
+    try:
+        source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        mode = "RGB" if image.mode not in ("L",) else "L"
+        converted = ImageCms.profileToProfile(image, source, _SRGB, outputMode=mode)
+    except (ImageCms.PyCMSError, OSError, ValueError):
+        return image  # a broken profile is ignored rather than failing the image
+    return converted or image
+
+
 def decode_at_least(data: bytes, longest: int) -> Image.Image:
     """Decode no larger than needed for a ``longest``-pixel result (JPEG DCT scaling),
-    with EXIF orientation applied and in RGB or L."""
+    with EXIF orientation applied, converted to sRGB, in RGB or L."""
     image = Image.open(io.BytesIO(data))
     width, height = image.size
     scale = max(width, height) / longest
@@ -100,12 +119,91 @@ def decode_at_least(data: bytes, longest: int) -> Image.Image:
     image = ImageOps.exif_transpose(image)
     if image.mode not in ("RGB", "L"):
         image = image.convert("RGB")
+    return _to_srgb(image)
+
+
+def flip(image: Image.Image, axis: str | None) -> Image.Image:
+    if axis == "vertical":
+        return ImageOps.flip(image)
+    if axis == "horizontal":
+        return ImageOps.mirror(image)
     return image
 
 
-def make_derivatives(data: bytes) -> dict[str, bytes]:
-    """{"preview": JPEG ≤1600 px, "thumbnail": JPEG ≤256 px}, EXIF orientation applied."""
-    image = decode_at_least(data, PREVIEW_PX)
+def derivatives_from(image: Image.Image) -> dict[str, bytes]:
+    """{"preview": JPEG ≤1600 px, "thumbnail": JPEG ≤256 px} from a decoded image."""
     preview = _fit(image, PREVIEW_PX)
     thumbnail = _fit(preview, THUMBNAIL_PX)
     return {"preview": _encode_jpeg(preview), "thumbnail": _encode_jpeg(thumbnail)}
+
+
+def make_derivatives(data: bytes) -> dict[str, bytes]:
+    """Derivatives straight from file bytes, EXIF orientation applied."""
+    return derivatives_from(decode_at_least(data, PREVIEW_PX))
+
+
+def working_pixels(image: Image.Image, width: int = 512) -> np.ndarray:
+    """A small RGB array for the quality and categorisation checks."""
+    small = image.convert("RGB")
+    if small.width > width:
+        small = small.resize((width, max(1, round(small.height * width / small.width))),
+                             Image.Resampling.BILINEAR)
+    return np.asarray(small, dtype=np.uint8)
+
+
+_EXIF_FIELDS = {
+    0x010F: "make", 0x0110: "model", 0xA434: "lens", 0x829A: "exposure_time",
+    0x829D: "f_number", 0x8827: "iso", 0x9209: "flash", 0x920A: "focal_length",
+    0x9003: "captured_at", 0x0112: "orientation",
+}
+
+
+def camera_metadata(source: BinaryIO) -> dict[str, Any]:
+    """Make, model, lens, exposure, flash and capture time, as plain JSON values.
+
+    Absurd or unreadable values are dropped, not trusted: EXIF is whatever the file says.
+    """
+    source.seek(0)
+    try:
+        exif = Image.open(source).getexif()
+        merged = {**exif, **exif.get_ifd(0x8769)}
+    except Exception:
+        return {}
+    finally:
+        source.seek(0)
+    found: dict[str, Any] = {}
+    for tag, name in _EXIF_FIELDS.items():
+        value = merged.get(tag)
+        plain = _plain(value)
+        if plain is not None:
+            found[name] = plain
+    return found
+
+
+def _plain(value: Any) -> str | float | int | None:
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "ignore")
+    if isinstance(value, str):
+        text = "".join(ch for ch in value if ch.isprintable()).strip()
+        return text[:100] or None
+    try:
+        number = float(value)
+    except (TypeError, ValueError, ZeroDivisionError):
+        return None
+    if number != number or abs(number) > 1e9:  # NaN or absurd
+        return None
+    return int(number) if number.is_integer() else round(number, 6)
+
+
+def exif_capture_time(metadata: dict[str, Any]) -> datetime | None:
+    """DateTimeOriginal as a naive-UTC datetime when it is a sane date."""
+    raw = metadata.get("captured_at")
+    if not isinstance(raw, str):
+        return None
+    try:
+        moment = datetime.strptime(raw, "%Y:%m:%d %H:%M:%S").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+    return moment if datetime(1990, 1, 1, tzinfo=UTC) <= moment <= datetime.now(UTC) else None

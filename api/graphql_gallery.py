@@ -18,13 +18,14 @@ from api.destruction import destroy_image
 from api.graphql_context import actor_of, blocking, parse_id
 from api.services import Services
 from domain.access import AccessKind
-from domain.errors import NotFound
+from domain.errors import InvalidInput, NotFound
 from domain.image import Image, ImageCategory
 from domain.imaging import Written
 from domain.patient import ConsentScope as DomainConsentScope
 from domain.patient import Patient
 from domain.permissions import Grant, Permission, grant, require
 from domain.values import Actor, Guardian
+from domain.views import parse_view
 from projections.gallery import GalleryImage, GalleryPatient, encode_cursor
 
 
@@ -50,6 +51,33 @@ class Consent:
     active: bool
 
 
+@strawberry.type
+class QualityCheck:
+    name: str
+    value: float | None
+    status: str
+    hint: str | None
+
+
+@strawberry.type
+class Quality:
+    status: str
+    hints: list[str]
+    tilt_degrees: float | None
+    checks: list[QualityCheck]
+
+
+def _quality(report: dict | None) -> Quality | None:
+    if not report:
+        return None
+    return Quality(
+        status=report["status"], hints=list(report.get("hints", [])),
+        tilt_degrees=report.get("tilt_degrees"),
+        checks=[QualityCheck(name=c["name"], value=c.get("value"), status=c["status"],
+                             hint=c.get("hint")) for c in report.get("checks", [])],
+    )
+
+
 @strawberry.type(name="Image")
 class ImageNode:
     id: strawberry.ID
@@ -64,6 +92,8 @@ class ImageNode:
     height: int
     media_type: str
     processing_failure: str | None
+    category_source: str
+    quality: Quality | None
     thumbnail_url: str | None
     preview_url: str | None
     original_url: str | None
@@ -91,7 +121,8 @@ def _image_node(image: GalleryImage, actor: Actor) -> ImageNode:
         status=image.status, category=image.category, view=image.view, tags=image.tags,
         captured_at=image.captured_at, uploaded_at=image.uploaded_at, width=image.width,
         height=image.height, media_type=image.media_type,
-        processing_failure=image.processing_failure,
+        processing_failure=image.processing_failure, category_source=image.category_source,
+        quality=_quality(image.quality),
         thumbnail_url=f"{base}/thumbnail" if pixels else None,
         preview_url=f"{base}/preview" if full else None,
         original_url=f"{base}/original" if held is Grant.FULL else None,
@@ -118,14 +149,16 @@ class PatientNode:
     @strawberry.field
     async def images(
         self, info: Info, first: int = 50, after: str | None = None,
-        include_deleted: bool = False,
+        include_deleted: bool = False, category: str | None = None, view: str | None = None,
+        quality: str | None = None,
     ) -> ImageConnection:
         actor = actor_of(info)
         services: Services = info.context.services
         page = await blocking(
             services.gallery.images_of_patient, actor.clinic_id, UUID(str(self.id)),
             first=first, after=after, include_deleted=include_deleted,
-            categories=_visible_categories(actor),
+            categories=_visible_categories(actor), category=category, view=view,
+            quality=quality,
         )
         await blocking(
             services.app.record_access, actor,
@@ -227,6 +260,13 @@ class TagImageInput:
 
 
 @strawberry.input
+class CategoriseImageInput:
+    image_id: strawberry.ID
+    category: str
+    view: str | None = None
+
+
+@strawberry.input
 class DeleteImageInput:
     image_id: strawberry.ID
     reason: str = ""
@@ -255,6 +295,7 @@ def _gallery_image_from(image: Image) -> GalleryImage:
         captured_at=image.captured_at, uploaded_at=image.created_on, width=image.width,
         height=image.height, media_type=image.original.media_type,
         has_derivatives=bool(image.derivatives), processing_failure=image.processing_failure,
+        quality=image.quality, category_source=image.category_source,
     )
 
 
@@ -332,6 +373,18 @@ class GalleryMutation:
         actor, services = actor_of(info), info.context.services
         written = await blocking(services.app.untag_image, actor,
                                   parse_id(input.image_id, "imageId"), input.tag)
+        return await _image_after(services, actor, written)
+
+    @strawberry.mutation(description="A clinician's category/view; overrides the automatic one.")
+    async def categorise_image(self, info: Info, input: CategoriseImageInput) -> ImageNode:
+        actor, services = actor_of(info), info.context.services
+        try:
+            category = ImageCategory(input.category.strip().lower())
+        except ValueError:
+            raise InvalidInput("invalid_category", "unknown category") from None
+        written = await blocking(services.app.categorise_image, actor,
+                                 parse_id(input.image_id, "imageId"), category,
+                                 parse_view(input.view))
         return await _image_after(services, actor, written)
 
     @strawberry.mutation

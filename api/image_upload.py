@@ -49,21 +49,23 @@ def image_id_for(actor: Actor, patient_id: UUID, idempotency_key: str | None) ->
     return uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{actor.clinic_id}\x1f{patient_id}\x1f{key}")
 
 
-def _category(raw: str | None, view: str | None) -> ImageCategory:
+def _category(raw: str | None, view: str | None) -> tuple[ImageCategory, str]:
+    """The category and who chose it: "user", or "default" (categorisation may refine)."""
     if raw:
         try:
-            return ImageCategory(raw.strip().lower())
+            return ImageCategory(raw.strip().lower()), "user"
         except ValueError:
             allowed = ", ".join(c.value for c in ImageCategory)
             raise InvalidInput("invalid_category", f"category must be one of {allowed}") from None
     if view is not None:
-        return ImageCategory.INTRAORAL if VIEWS[view].intraoral else ImageCategory.EXTRAORAL
-    return ImageCategory.PHOTO
+        intraoral = VIEWS[view].intraoral
+        return (ImageCategory.INTRAORAL if intraoral else ImageCategory.EXTRAORAL), "user"
+    return ImageCategory.PHOTO, "default"
 
 
-def _captured_at(raw: str | None) -> datetime:
+def _captured_at(raw: str | None, exif_time: datetime | None) -> datetime:
     if not raw:
-        return datetime.now(UTC)
+        return exif_time or datetime.now(UTC)
     try:
         moment = datetime.fromisoformat(raw.strip())
     except ValueError:
@@ -88,8 +90,7 @@ def store_upload(
         raise InvalidInput("file_required", "send exactly one file in the multipart field 'file'")
     received = files[0]
     view = parse_view(form.fields.get("view"))
-    category = _category(form.fields.get("category"), view)
-    captured_at = _captured_at(form.fields.get("captured_at") or form.fields.get("capturedAt"))
+    category, category_source = _category(form.fields.get("category"), view)
     tags = _tags(form.fields.get("tags"))
     app = services.app
 
@@ -108,6 +109,9 @@ def store_upload(
         raise UnsupportedMedia("unsupported_media_type",
                                f"{media_type} uploads are not accepted on this endpoint")
     probe = image_codec.probe(received.handle, max_pixels=services.settings.max_image_pixels)
+    camera = image_codec.camera_metadata(received.handle)
+    captured_at = _captured_at(form.fields.get("captured_at") or form.fields.get("capturedAt"),
+                               image_codec.exif_capture_time(camera))
 
     blob_name = f"original-{secrets.token_hex(4)}"
     original = services.blobs.put(image_id, blob_name, received.handle, media_type,
@@ -115,7 +119,8 @@ def store_upload(
     new = NewImage(
         image_id=image_id, patient_id=patient_id, original=original, width=probe.width,
         height=probe.height, category=category, view=view, captured_at=captured_at, tags=tags,
-        filename=received.filename[:255],
+        filename=received.filename[:255], category_source=category_source,
+        metadata={"exif": camera} if camera else None,
     )
     try:
         written = app.capture_image(actor, new)

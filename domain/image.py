@@ -55,6 +55,7 @@ class Image(Aggregate):
         tags: list[str],
         filename: str,
         actor: Actor,
+        category_source: str,
     ) -> None:
         self.clinic_id = clinic_id
         self.patient_id = patient_id
@@ -70,6 +71,9 @@ class Image(Aggregate):
         self.derivatives: dict[str, BlobRef] = {}
         self.processing_failure: str | None = None
         self.metadata: dict[str, dict[str, Any]] = {}
+        # "user" when the uploader chose the category; "default" lets categorisation decide.
+        self.category_source = category_source
+        self.quality: dict[str, Any] | None = None
 
     def tag(self, *, tag: str, actor: Actor) -> None:
         """Adding a tag the image already has records nothing."""
@@ -89,9 +93,18 @@ class Image(Aggregate):
         self.tags.remove(tag)
 
     @event("Categorised")
-    def categorise(self, *, category: str, view: str | None, source: str, actor: Actor) -> None:
+    def categorise(
+        self, *, category: str, view: str | None, source: str, confidence: float | None,
+        actor: Actor,
+    ) -> None:
+        """``source`` "user" is a human choice; "auto" a suggestion that never overrides one."""
         self.category = category
         self.view = view
+        self.category_source = source
+
+    @event("QualityAssessed")
+    def record_quality(self, *, report: dict[str, Any], actor: Actor) -> None:
+        self.quality = dict(report)
 
     @event("MetadataExtracted")
     def record_metadata(self, *, source: str, metadata: dict[str, Any], actor: Actor) -> None:

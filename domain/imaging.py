@@ -74,6 +74,19 @@ class NewImage:
     captured_at: datetime
     tags: list[str]
     filename: str
+    category_source: str = "user"
+    metadata: dict[str, dict[str, Any]] | None = None
+
+
+@dataclass(frozen=True)
+class PhotoProcessing:
+    """What the photo worker found: derivatives, quality, and a category suggestion."""
+
+    derivatives: dict[str, BlobRef]
+    quality: dict[str, Any] | None
+    category: ImageCategory | None = None
+    view: str | None = None
+    confidence: float | None = None
 
 
 def normalise_tag(tag: str) -> str:
@@ -224,7 +237,10 @@ class Imaging(Application[UUID]):
             tags=[normalise_tag(t) for t in new.tags],
             filename=new.filename,
             actor=actor,
+            category_source=new.category_source,
         )
+        for source, values in (new.metadata or {}).items():
+            image.record_metadata(source=source, metadata=values, actor=actor)
         return Written(image.id, self._save(image))
 
     def image_exists(self, image_id: UUID) -> bool:
@@ -280,6 +296,31 @@ class Imaging(Application[UUID]):
     ) -> Written:
         image = self.repository.get(image_id)
         image.record_derivatives(derivatives=derivatives, actor=actor)
+        return Written(image.id, self._save(image))
+
+    @retry_on_conflict
+    def record_photo_processing(
+        self, actor: Actor, image_id: UUID, result: PhotoProcessing
+    ) -> Written:
+        """All of one processing pass in one transaction."""
+        image = self.repository.get(image_id)
+        if result.quality is not None:
+            image.record_quality(report=result.quality, actor=actor)
+        if result.category is not None and image.category_source != "user":
+            image.categorise(category=result.category.value, view=result.view, source="auto",
+                             actor=actor, confidence=result.confidence)
+        image.record_derivatives(derivatives=result.derivatives, actor=actor)
+        return Written(image.id, self._save(image))
+
+    @retry_on_conflict
+    def categorise_image(
+        self, actor: Actor, image_id: UUID, category: ImageCategory, view: str | None
+    ) -> Written:
+        """A clinician's choice of category and view; it always wins over the automatic one."""
+        require(actor, Permission.ANNOTATE, Grant.OWN)
+        image = self._active_image(actor, image_id)
+        image.categorise(category=category.value, view=view, source="user", confidence=None,
+                         actor=actor)
         return Written(image.id, self._save(image))
 
     @retry_on_conflict

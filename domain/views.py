@@ -12,7 +12,14 @@ class PhotoView:
     code: str
     name: str
     intraoral: bool
-    mirror: bool = False
+    mirror: bool = False  # shot via a mirror: derivatives are flipped to read as direct views
+
+    @property
+    def mirror_axis(self) -> str | None:
+        """Occlusal mirror shots flip top-to-bottom; anything else mirrored, left-to-right."""
+        if not self.mirror:
+            return None
+        return "vertical" if "occlusal" in self.name else "horizontal"
 
 
 VIEWS: dict[str, PhotoView] = {
@@ -34,6 +41,11 @@ VIEWS: dict[str, PhotoView] = {
         PhotoView("IV14", "overjet (lateral)", intraoral=True),
     )
 }
+
+
+def mirror_axis(code: str | None) -> str | None:
+    view = VIEWS.get(code or "")
+    return view.mirror_axis if view else None
 
 
 def parse_view(code: str | None) -> str | None:

@@ -46,6 +46,8 @@ class GalleryImage:
     media_type: str
     has_derivatives: bool
     processing_failure: str | None
+    quality: dict[str, Any] | None = None
+    category_source: str = "user"
 
 
 @dataclass(frozen=True)
@@ -105,7 +107,8 @@ class GalleryView(PostgresTrackingRecorder):
                 " tags text[] NOT NULL DEFAULT '{{}}', captured_at timestamptz NOT NULL,"
                 " uploaded_at timestamptz NOT NULL, width int NOT NULL, height int NOT NULL,"
                 " media_type text NOT NULL, has_derivatives boolean NOT NULL DEFAULT false,"
-                " processing_failure text)"
+                " processing_failure text, quality_status text, quality jsonb,"
+                " category_source text NOT NULL DEFAULT 'user')"
             ).format(self.images),
             SQL(
                 "CREATE INDEX IF NOT EXISTS {} ON {} "
@@ -160,6 +163,9 @@ class GalleryView(PostgresTrackingRecorder):
         after: str | None = None,
         include_deleted: bool = False,
         categories: list[str] | None = None,
+        category: str | None = None,
+        view: str | None = None,
+        quality: str | None = None,
     ) -> ImagePage:
         if not 1 <= first <= MAX_PAGE:
             raise InvalidInput("invalid_page_size", f"first must be between 1 and {MAX_PAGE}")
@@ -170,6 +176,11 @@ class GalleryView(PostgresTrackingRecorder):
         if categories is not None:
             conditions.append(SQL("category = ANY(%(categories)s)"))
             params["categories"] = categories
+        for column, value in (("category", category), ("view", view),
+                              ("quality_status", quality)):
+            if value is not None:
+                conditions.append(SQL("{} = %({})s").format(Identifier(column), SQL(column)))
+                params[column] = value
         if after:
             params["after_at"], params["after_id"] = decode_cursor(after)
             conditions.append(SQL("(captured_at, image_id) < (%(after_at)s, %(after_id)s)"))
@@ -194,6 +205,7 @@ def _image(row: dict[str, Any]) -> GalleryImage:
         captured_at=row["captured_at"], uploaded_at=row["uploaded_at"], width=row["width"],
         height=row["height"], media_type=row["media_type"],
         has_derivatives=row["has_derivatives"], processing_failure=row["processing_failure"],
+        quality=row["quality"], category_source=row["category_source"],
     )
 
 
@@ -205,6 +217,7 @@ class GalleryProjection(Projection[GalleryView]):
             Patient.Registered, Patient.ConsentGranted, Patient.ConsentRevoked,
             Image.Captured, Image.Tagged, Image.Untagged, Image.Categorised,
             Image.DerivativesGenerated, Image.ProcessingFailed, Image.SoftDeleted,
+            Image.QualityAssessed,
             Image.Restored, Image.Destroyed,
         )
     )
@@ -261,9 +274,10 @@ class GalleryProjection(Projection[GalleryView]):
             tracking,
             SQL(
                 "INSERT INTO {} (image_id, clinic_id, patient_id, status, category, view, tags,"
-                " captured_at, uploaded_at, width, height, media_type) VALUES (%(id)s,"
-                " %(clinic)s, %(patient)s, 'active', %(category)s, %(view)s, %(tags)s,"
-                " %(captured)s, %(uploaded)s, %(width)s, %(height)s, %(media)s)"
+                " captured_at, uploaded_at, width, height, media_type, category_source)"
+                " VALUES (%(id)s, %(clinic)s, %(patient)s, 'active', %(category)s, %(view)s,"
+                " %(tags)s, %(captured)s, %(uploaded)s, %(width)s, %(height)s, %(media)s,"
+                " %(source)s)"
             ).format(self.view.images),
             {
                 "id": event.originator_id, "clinic": event.clinic_id, "patient": event.patient_id,
@@ -271,6 +285,7 @@ class GalleryProjection(Projection[GalleryView]):
                 "captured": event.captured_at, "uploaded": event.timestamp,
                 "width": event.width, "height": event.height,
                 "media": event.original.media_type,
+                "source": getattr(event, "category_source", "user"),
             },
             (self._count_images(+1), {"patient": event.patient_id}),
         )
@@ -307,8 +322,17 @@ class GalleryProjection(Projection[GalleryView]):
     @process_event.register
     def _(self, event: Image.Categorised, tracking: Tracking) -> None:
         self._update_image(
-            tracking, event.originator_id, "category = %(category)s, view = %(view)s",
-            {"category": event.category, "view": event.view},
+            tracking, event.originator_id,
+            "category = %(category)s, view = %(view)s, category_source = %(source)s",
+            {"category": event.category, "view": event.view, "source": event.source},
+        )
+
+    @process_event.register
+    def _(self, event: Image.QualityAssessed, tracking: Tracking) -> None:
+        self._update_image(
+            tracking, event.originator_id,
+            "quality_status = %(status)s, quality = %(report)s::jsonb",
+            {"status": event.report.get("status"), "report": json.dumps(event.report)},
         )
 
     @process_event.register

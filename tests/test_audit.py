@@ -185,11 +185,13 @@ def test_queries_filter_combine_and_page(client, auth, clinic, shared_settings, 
     assert [e.action for e in everything if e.aggregate_type == "patient"] == [
         "patient.registered", "patient.consent_granted"]
     by_image = view.search(clinic, image_id=UUID(image)).entries
-    assert [e.action for e in by_image] == [
-        "image.captured", "image.derivatives_generated", "image.tagged", "image.tagged",
-        "image.tagged", "image.viewed.thumbnail"]
+    by_people = [e for e in by_image if e.actor_user != "system:derivatives"]
+    assert [e.action for e in by_people] == [
+        "image.captured", "image.tagged", "image.tagged", "image.tagged",
+        "image.viewed.thumbnail"]
     assert all(e.patient_id == UUID(patient) for e in by_image)  # inherited by the tags
-    assert by_image[1].actor_user == "system:derivatives"
+    processing = {e.action for e in by_image if e.actor_user == "system:derivatives"}
+    assert {"image.quality_assessed", "image.derivatives_generated"} <= processing
     assert by_image[0].actor_role == "doctor" and by_image[0].request_id
     by_user = view.search(clinic, user_id="dr-eve").entries
     assert {e.action for e in by_user} == {"image.captured", "image.tagged",

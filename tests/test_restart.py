@@ -98,7 +98,7 @@ def _seed_events(settings, images: int, tags_each: int) -> dict[str, list[str]]:
         image = Image(image_id=uuid.uuid4(), clinic_id="c1", patient_id=patient.id,
                       original=BlobRef(f"x/{i}", "0" * 64, 1, "image/x-seed"), width=1, height=1,
                       category="other", view=None, captured_at=datetime.now(UTC), tags=[],
-                      filename="", actor=actor)
+                      filename="", actor=actor, category_source="user")
         for t in range(tags_each):
             image.tag(tag=f"t{t}", actor=actor)
         expected[str(image.id)] = [f"t{t}" for t in range(tags_each)]
@@ -110,7 +110,7 @@ def _seed_events(settings, images: int, tags_each: int) -> dict[str, list[str]]:
 
 def test_projection_killed_midway_resumes_exactly_once(database_factory, tmp_path):
     settings = make_settings(database_factory(), tmp_path)
-    expected = _seed_events(settings, images=40, tags_each=100)
+    expected = _seed_events(settings, images=80, tags_each=100)
     head = _head(settings.database_url)
     process = _spawn(settings, "projections")
     try:

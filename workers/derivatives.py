@@ -1,4 +1,5 @@
-"""Derivatives worker: a preview and a thumbnail for every captured raster image.
+"""Photo processing worker: one decode per captured raster image gives its preview and
+thumbnail, its quality report and a category suggestion, recorded in one transaction.
 
 Idempotent by construction: before working it checks the image's own state, and blob
 names are fixed per image, so replaying an event after a crash redoes nothing that was
@@ -7,6 +8,7 @@ recorded and never records twice.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 import structlog
@@ -14,17 +16,55 @@ from eventsourcing.persistence import IntegrityError, Tracking, TrackingRecorder
 from eventsourcing.utils import get_topic
 
 from adapters.blob_store import BlobCorrupted, EncryptedBlobStore
-from adapters.image_codec import RASTER_TYPES, make_derivatives
+from adapters.image_codec import (
+    PREVIEW_PX,
+    RASTER_TYPES,
+    decode_at_least,
+    derivatives_from,
+    flip,
+    working_pixels,
+)
+from domain.categorisation import Categorisation, Kind, PhotoClass, categorise
 from domain.errors import Gone
-from domain.image import Image, ImageStatus
-from domain.imaging import Imaging
+from domain.image import Image, ImageCategory, ImageStatus
+from domain.imaging import Imaging, PhotoProcessing
+from domain.photo_quality import QualityReport, assess
 from domain.values import Actor
+from domain.views import mirror_axis
 
 log = structlog.get_logger("orthovault.derivatives")
 
 NAME = "derivatives_v1"
 TOPICS = (get_topic(Image.Captured),)
 WORKER_ACTOR = Actor(user_id="system:derivatives", role="system", clinic_id="*")
+VIEW_CONFIDENCE = 0.5
+
+
+def quality_payload(report: QualityReport) -> dict[str, Any]:
+    return {
+        "status": str(report.status),
+        "hints": list(report.hints),
+        "tilt_degrees": report.tilt_degrees,
+        "checks": [
+            {k: (str(v) if k == "status" else v) for k, v in asdict(check).items()}
+            for check in report.checks
+        ],
+    }
+
+
+def suggested_category(result: Categorisation) -> tuple[ImageCategory | None, str | None]:
+    if result.kind is Kind.RADIOGRAPH:
+        category = ImageCategory.RADIOGRAPH
+    elif result.kind is Kind.DOCUMENT:
+        category = ImageCategory.DOCUMENT
+    elif result.kind is Kind.PHOTOGRAPH:
+        category = {PhotoClass.EXTRAORAL: ImageCategory.EXTRAORAL,
+                    PhotoClass.INTRAORAL: ImageCategory.INTRAORAL}.get(
+            result.photo_class, ImageCategory.PHOTO)  # type: ignore[arg-type]
+    else:
+        return None, None
+    view = result.view_code if result.view_code_confidence >= VIEW_CONFIDENCE else None
+    return category, view
 
 
 class DerivativesWorker:
@@ -35,10 +75,10 @@ class DerivativesWorker:
 
     def __call__(self, event: Any, tracking: Tracking) -> None:
         if isinstance(event, Image.Captured):
-            self._derive(event.originator_id)
+            self._process(event.originator_id)
         self.tracking.insert_tracking(tracking)
 
-    def _derive(self, image_id: Any) -> None:
+    def _process(self, image_id: Any) -> None:
         for _attempt in range(3):
             try:
                 image: Image = self.app.repository.get(image_id)
@@ -50,7 +90,7 @@ class DerivativesWorker:
                 return
             actor = Actor(WORKER_ACTOR.user_id, WORKER_ACTOR.role, image.clinic_id)
             try:
-                outputs = make_derivatives(self.blobs.read(image.id, image.original))
+                result = self._analyse(image)
             except Gone:
                 return
             except (BlobCorrupted, OSError, ValueError, SyntaxError) as error:
@@ -63,14 +103,25 @@ class DerivativesWorker:
                 except IntegrityError:
                     continue
                 return
-            refs = {
-                kind: self.blobs.put_bytes(
-                    image.id, f"{kind}.jpg", data, "image/jpeg", owner_id=image.patient_id
-                )
-                for kind, data in outputs.items()
-            }
             try:
-                self.app.record_derivatives(actor, image.id, refs)
+                self.app.record_photo_processing(actor, image.id, result)
             except IntegrityError:
                 continue  # the image changed meanwhile; look again
             return
+
+    def _analyse(self, image: Image) -> PhotoProcessing:
+        decoded = decode_at_least(self.blobs.read(image.id, image.original), PREVIEW_PX)
+        decoded = flip(decoded, mirror_axis(image.view))
+        outputs = derivatives_from(decoded)
+        refs = {
+            kind: self.blobs.put_bytes(
+                image.id, f"{kind}.jpg", data, "image/jpeg", owner_id=image.patient_id
+            )
+            for kind, data in outputs.items()
+        }
+        pixels = working_pixels(decoded)
+        report = assess(pixels, original_size=(image.width, image.height), view_code=image.view)
+        found = categorise(pixels, width=image.width, height=image.height)
+        category, view = suggested_category(found)
+        return PhotoProcessing(derivatives=refs, quality=quality_payload(report),
+                               category=category, view=view, confidence=found.confidence)

@@ -177,7 +177,8 @@ class KafkaRelay:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-        self._thread.join(timeout=30)
+        if self._thread.ident is not None:  # entered, so there is a thread to wait for
+            self._thread.join(timeout=30)
 
     # ---- observation -------------------------------------------------------------------
 
@@ -327,5 +328,19 @@ class KafkaRelay:
     def _drop_producer(self) -> None:
         producer, self._producer = self._producer, None
         if producer is not None:
-            with contextlib.suppress(KafkaError):
-                producer.close(timeout=0)
+            close_producer(producer)
+
+
+def close_producer(producer: KafkaProducer) -> None:
+    """Closes at once, dropping unsent records (the relay sends them again).
+
+    kafka-python 3.0's ``close(timeout=0)`` flushes first and raises while records are
+    pending (as they are when the broker is down), leaving the sender thread and its sockets
+    behind. Force-closing the sender first aborts the pending batches, so close completes.
+    """
+    sender = getattr(producer, "_sender", None)
+    if sender is not None:
+        sender.force_close()
+        sender.join(timeout=5)
+    with contextlib.suppress(KafkaError):
+        producer.close(timeout=0)
