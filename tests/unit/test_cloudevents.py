@@ -50,11 +50,12 @@ def _image_events(patient_id: uuid.UUID) -> list[Any]:
         width=10, height=10, category="intraoral", view="IV07",
         captured_at=datetime(1901, 2, 3, tzinfo=UTC),
         tags=[f"tag{MARKER}", f"other{MARKER}"], filename=f"{MARKER}.jpg", actor=ACTOR,
+        category_source="user",
     )
     image.tag(tag=f"new{MARKER}", actor=ACTOR)
     image.untag(tag=f"new{MARKER}", actor=ACTOR)
     image.categorise(category="radiograph", view=f"free text {MARKER}", source=MARKER,
-                     actor=ACTOR)
+                     confidence=0.8123, actor=ACTOR)
     image.record_derivatives(derivatives={"thumbnail": BlobRef(f"k/{MARKER}", "0", 1, "x")},
                              actor=ACTOR)
     image.record_processing_failure(stage="derivatives", code="OSError", actor=ACTOR)
@@ -116,6 +117,8 @@ def test_types_topics_and_allowlisted_fields() -> None:
     # A view that is not an ADA code is dropped rather than passed on as free text.
     assert "view" not in categorised.data
     assert categorised.data["category"] == "radiograph"
+    assert "source" not in categorised.data  # not one of the known sources
+    assert categorised.data["confidence"] == 0.812
     assert out[7] is not None and out[7].data["derivatives"] == ["thumbnail"]
     assert out[1] is not None and out[1].data["scope"] == "clinical_photography"
     assert out[1].data["granted_by"] == "guardian"
