@@ -379,6 +379,67 @@ def _guides(
     return lines
 
 
+# Guide line length when no tooth gives a scale: about a central incisor at a usual photo size.
+_DEFAULT_REACH_PX = 40.0
+
+
+def _proportions(
+    clicks: SmilePoints,
+    frame: _Frame,
+    scale: float,
+    red_pct: float,
+    notes: list[str],
+    lines: list[GuideLine],
+    labels: list[GuideLabel],
+) -> list[SideProportions]:
+    """Both sides' proportions, with their contact lines, ideal guides and labels."""
+    if clicks.dental_midline is None:
+        if clicks.right_contacts or clicks.left_contacts:
+            notes.append("tooth proportions: need the dental midline point")
+        return []
+    midline_u, level_w = frame.to_frame(_point(clicks.dental_midline, "dental_midline"))
+    results: list[SideProportions] = []
+    for side, contacts in (("right", clicks.right_contacts), ("left", clicks.left_contacts)):
+        if not contacts:
+            continue
+        result = _side(side, contacts, midline_u, frame, scale, red_pct)
+        if result is None:
+            notes.append(f"tooth proportions ({side}): two contact points coincide")
+            continue
+        results.append(result)
+        reach = result.central_width / scale  # guides as long as a central incisor is wide
+        for p in contacts:
+            u, _ = frame.to_frame(_point(p, f"{side} contact"))
+            lines.append(
+                GuideLine(
+                    "measured_contact",
+                    frame.to_image(u, level_w - reach),
+                    frame.to_image(u, level_w + reach / 4),
+                    f"{side} contact",
+                )
+            )
+        lines.extend(_guides(result, midline_u, level_w, reach, frame, scale))
+        outwards = 1.0 if side == "left" else -1.0  # the patient's left is the image's right
+        labels.append(
+            GuideLabel(
+                "proportion",
+                frame.to_image(midline_u + outwards * reach, level_w + reach),
+                f"{result.central_to_lateral:.2f} : 1 : {1 / result.lateral_to_canine:.2f}"
+                f" (RED {result.red_lateral_pct:.0f}% / {result.red_canine_pct:.0f}%)",
+            )
+        )
+    reach = results[0].central_width / scale if results else _DEFAULT_REACH_PX
+    lines.append(
+        GuideLine(
+            "dental_midline",
+            frame.to_image(midline_u, level_w - reach),
+            frame.to_image(midline_u, level_w + reach / 2),
+            "dental midline",
+        )
+    )
+    return results
+
+
 def analyse_smile(clicks: SmilePoints, *, red_target_pct: float = DEFAULT_RED_PCT) -> SmileAnalysis:
     """Midline, smile arc and tooth proportions from the clicks that are present."""
     if clicks.mm_per_pixel is not None and not (
@@ -408,51 +469,7 @@ def analyse_smile(clicks: SmilePoints, *, red_target_pct: float = DEFAULT_RED_PC
 
     arc = _smile_arc(clicks, frame, scale, notes, curves)
 
-    proportions: list[SideProportions] = []
-    if clicks.dental_midline is None:
-        if clicks.right_contacts or clicks.left_contacts:
-            notes.append("tooth proportions: need the dental midline point")
-    else:
-        dental = _point(clicks.dental_midline, "dental_midline")
-        midline_u, level_w = frame.to_frame(dental)
-        lines.append(
-            GuideLine(
-                "dental_midline",
-                frame.to_image(midline_u, level_w - 40.0),
-                frame.to_image(midline_u, level_w + 20.0),
-                "dental midline",
-            )
-        )
-        for side, contacts in (("right", clicks.right_contacts), ("left", clicks.left_contacts)):
-            if not contacts:
-                continue
-            result = _side(side, contacts, midline_u, frame, scale, red_target_pct)
-            if result is None:
-                notes.append(f"tooth proportions ({side}): two contact points coincide")
-                continue
-            proportions.append(result)
-            for p in contacts:
-                u, _ = frame.to_frame(_point(p, f"{side} contact"))
-                lines.append(
-                    GuideLine(
-                        "measured_contact",
-                        frame.to_image(u, level_w - 30.0),
-                        frame.to_image(u, level_w + 10.0),
-                        f"{side} contact",
-                    )
-                )
-            height = result.central_width / scale
-            lines.extend(_guides(result, midline_u, level_w, height, frame, scale))
-            labels.append(
-                GuideLabel(
-                    "proportion",
-                    frame.to_image(
-                        midline_u + (1 if side == "left" else -1) * height, level_w + height
-                    ),
-                    f"{result.central_to_lateral:.2f} : 1 : {1 / result.lateral_to_canine:.2f}"
-                    f" (RED {result.red_lateral_pct:.0f}% / {result.red_canine_pct:.0f}%)",
-                )
-            )
+    proportions = _proportions(clicks, frame, scale, red_target_pct, notes, lines, labels)
     if arc is not None:
         labels.append(
             GuideLabel(
