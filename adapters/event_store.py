@@ -158,7 +158,7 @@ def master_key_from_env(env: Any) -> bytes:
     return key
 
 
-def key_store_pool(env: Any, *, max_size: int = 4) -> ConnectionPool:
+def key_store_pool(env: Any, *, max_size: int = 8) -> ConnectionPool:
     """A small pool on the same database the event store uses (configured alike)."""
     conninfo = make_conninfo(
         **{

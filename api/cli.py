@@ -95,10 +95,9 @@ def _run_jobs(data_dir: Path | None, names: set[str]) -> None:
 @data_dir_option
 def projections(data_dir: Path | None) -> None:
     """Run the read-model projections (distributed mode: one process per deployment)."""
-    from projections.audit import AuditProjection
-    from projections.gallery import GalleryProjection
+    from api.services import PROJECTIONS
 
-    _run_jobs(data_dir, {GalleryProjection.name, AuditProjection.name})
+    _run_jobs(data_dir, {projection.name for projection, _view in PROJECTIONS})
 
 
 @main.command()

@@ -36,7 +36,7 @@ def destroy_image(services: Services, actor: Actor, image_id: UUID, reason: str)
     key_store.destroy([image_id])
     services.blobs.delete_subject(image_id)
     log.info("image_destroyed", image_id=str(image_id))
-    services.wait_for_gallery(position)
+    services.wait_for_read_models(position)
 
 
 def _ensure_tombstoned_clinic(services: Services, actor: Actor, image_id: UUID) -> None:

@@ -315,14 +315,14 @@ def _gallery_patient_from(patient: Patient) -> GalleryPatient:
 
 async def _patient_after(services: Services, actor: Actor, written: Written) -> PatientNode:
     """The read model once it shows the write; the aggregate itself if it lags behind."""
-    if await blocking(services.wait_for_gallery, written.position):
+    if await blocking(services.wait_for_read_models, written.position):
         return await _load_patient(services, actor, written.id)
     patient = await blocking(services.app.get_patient, written.id, actor)
     return _patient_node(_gallery_patient_from(patient))
 
 
 async def _image_after(services: Services, actor: Actor, written: Written) -> ImageNode:
-    if await blocking(services.wait_for_gallery, written.position):
+    if await blocking(services.wait_for_read_models, written.position):
         return await _load_image(services, actor, written.id)
     image = await blocking(services.app.get_image, written.id, actor)
     return _image_node(_gallery_image_from(image), actor)

@@ -12,12 +12,13 @@ from strawberry.tools import merge_types
 
 from api.auth import bearer_token, verify_token
 from api.graphql_audit import AuditQuery
+from api.graphql_capture import CaptureMutation, CaptureQuery
 from api.graphql_context import Context, ErrorCodes, OrthovaultSchema
 from api.graphql_gallery import GalleryMutation, GalleryQuery
 from api.services import Services
 
-Query = merge_types("Query", (GalleryQuery, AuditQuery))
-Mutation = merge_types("Mutation", (GalleryMutation,))
+Query = merge_types("Query", (GalleryQuery, CaptureQuery, AuditQuery))
+Mutation = merge_types("Mutation", (GalleryMutation, CaptureMutation))
 
 schema = OrthovaultSchema(
     query=Query,

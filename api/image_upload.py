@@ -21,7 +21,7 @@ from api.multipart_stream import ReceivedForm
 from api.services import Services
 from domain.errors import Conflict, InvalidInput, Unprocessable, UnsupportedMedia
 from domain.image import ImageCategory
-from domain.imaging import NewImage
+from domain.imaging import Imaging, NewImage, Written
 from domain.values import Actor
 from domain.views import VIEWS, parse_view
 
@@ -77,6 +77,15 @@ def _captured_at(raw: str | None, exif_time: datetime | None) -> datetime:
     return moment
 
 
+def _optional_uuid(raw: str | None) -> UUID | None:
+    if not raw or not raw.strip():
+        return None
+    try:
+        return UUID(raw.strip())
+    except ValueError:
+        raise InvalidInput("invalid_id", "session_id is not a valid id") from None
+
+
 def _tags(raw: str | None) -> list[str]:
     return [t for t in (raw or "").split(",") if t.strip()]
 
@@ -89,12 +98,13 @@ def store_upload(
     if len(files) != 1:
         raise InvalidInput("file_required", "send exactly one file in the multipart field 'file'")
     received = files[0]
-    view = parse_view(form.fields.get("view"))
+    view = parse_view(form.fields.get("view") or form.fields.get("slot"))
+    session_id = _optional_uuid(form.fields.get("session_id") or form.fields.get("sessionId"))
     category, category_source = _category(form.fields.get("category"), view)
     tags = _tags(form.fields.get("tags"))
     app = services.app
 
-    app.check_capture(actor, patient_id, category)
+    app.check_capture(actor, patient_id, category, session_id, view)
     image_id = image_id_for(actor, patient_id, idempotency_key)
     if idempotency_key is not None and app.image_exists(image_id):
         return _replay(services, actor, image_id, received.sha256)
@@ -120,19 +130,35 @@ def store_upload(
         image_id=image_id, patient_id=patient_id, original=original, width=probe.width,
         height=probe.height, category=category, view=view, captured_at=captured_at, tags=tags,
         filename=received.filename[:255], category_source=category_source,
-        metadata={"exif": camera} if camera else None,
+        metadata={"exif": camera} if camera else None, session_id=session_id,
     )
     try:
-        written = app.capture_image(actor, new)
-    except IntegrityError:
+        written = _capture(app, actor, new)
+    except _SameKeyWon:
         # The same Idempotency-Key won a race a moment ago: keep its image, drop our copy.
         services.blobs.backend.delete_key(original.key)
         return _replay(services, actor, image_id, received.sha256)
     except BaseException:
         services.blobs.backend.delete_key(original.key)
         raise
-    visible = services.wait_for_gallery(written.position)
+    views = (services.gallery, services.sessions) if session_id else (services.gallery,)
+    visible = services.wait_for_read_models(written.position, *views)
     return UploadResult(image_id, written.position, replayed=False, visible=visible)
+
+
+class _SameKeyWon(Exception):
+    pass
+
+
+def _capture(app: Imaging, actor: Actor, new: NewImage) -> Written:
+    """Commit the capture; a lost race on the session's version is simply retried."""
+    for _attempt in range(5):
+        try:
+            return app.capture_image(actor, new)
+        except IntegrityError:
+            if app.image_exists(new.image_id):
+                raise _SameKeyWon from None
+    raise Conflict("concurrent_update", "the capture session kept changing; retry")
 
 
 def _replay(services: Services, actor: Actor, image_id: UUID, sha256: str) -> UploadResult:

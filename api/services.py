@@ -9,7 +9,6 @@ from typing import Any
 import structlog
 from eventsourcing.persistence import InfrastructureFactory
 from eventsourcing.postgres import PostgresTrackingRecorder
-from eventsourcing.projection import ProjectionRunner
 from eventsourcing.utils import Environment
 
 from adapters import embedded_postgres, local_secrets
@@ -19,6 +18,7 @@ from adapters.local_folder import LocalFolderBackend
 from api.auth import TokenConfig
 from api.settings import Settings, eventsourcing_env
 from projections.audit import AuditProjection, AuditView
+from projections.capture_sessions import CaptureSessionsProjection, CaptureSessionsView
 from projections.gallery import GalleryProjection, GalleryView
 from workers import derivatives
 from workers.runner import WorkerRunner
@@ -56,6 +56,13 @@ def tracking_recorder(env: dict[str, str], name: str, cls: type[Any]) -> Any:
     return InfrastructureFactory.construct(env=Environment(name, env)).tracking_recorder(cls)
 
 
+PROJECTIONS: tuple[tuple[type[Any], type[Any]], ...] = (
+    (GalleryProjection, GalleryView),
+    (CaptureSessionsProjection, CaptureSessionsView),
+    (AuditProjection, AuditView),
+)
+
+
 @dataclass
 class Services:
     settings: Settings
@@ -64,6 +71,7 @@ class Services:
     blobs: EncryptedBlobStore
     gallery: GalleryView
     audit: AuditView
+    sessions: CaptureSessionsView
     tokens: TokenConfig
     supervisor: Supervisor = field(default_factory=Supervisor)
 
@@ -75,22 +83,30 @@ class Services:
         blobs = EncryptedBlobStore(LocalFolderBackend(Path(settings.blob_dir)), app.key_store)
         gallery = tracking_recorder(env, GalleryProjection.name, GalleryView)
         audit = tracking_recorder(env, AuditProjection.name, AuditView)
+        sessions = tracking_recorder(env, CaptureSessionsProjection.name, CaptureSessionsView)
         services = cls(settings=settings, env=env, app=app, blobs=blobs, gallery=gallery,
-                       audit=audit, tokens=token_config(settings))
+                       audit=audit, sessions=sessions, tokens=token_config(settings))
         services._add_jobs()
         return services
 
     def _add_jobs(self) -> None:
-        for projection, view in ((GalleryProjection, GalleryView), (AuditProjection, AuditView)):
+        for projection, view in PROJECTIONS:
             self.supervisor.add(projection.name, self._projection_runner(projection, view))
         self.supervisor.add(derivatives.NAME, self._derivatives_runner)
         self.supervisor.every(1.0, self.app.nudge_subscribers)
 
     def _projection_runner(self, projection: type[Any], view: type[Any]) -> Any:
-        return lambda: ProjectionRunner(
-            application_class=PostgresImaging, projection_class=projection, view_class=view,
-            env=self.env,
-        )
+        """Each projection runs on the shared application and writes through the same view
+        object the API queries (exactly-once: row change and tracking in one transaction)."""
+        shared = {GalleryView: self.gallery, AuditView: self.audit,
+                  CaptureSessionsView: self.sessions}[view]
+
+        def start() -> WorkerRunner:
+            instance = projection(view=shared)
+            return WorkerRunner(self.app, shared, instance.process_event, instance.topics,
+                                owns_tracking=False)
+
+        return start
 
     def _derivatives_runner(self) -> WorkerRunner:
         tracking = tracking_recorder(self.env, derivatives.NAME, PostgresTrackingRecorder)
@@ -106,13 +122,19 @@ class Services:
         if self.settings.run_background or only is not None:
             self.supervisor.start()
 
-    def wait_for_gallery(self, position: int) -> bool:
-        """Read-your-writes: block until the gallery has applied the write at ``position``."""
+    def wait_for_read_models(self, position: int, *views: Any) -> bool:
+        """Read-your-writes: block until ``views`` (default: the gallery) have applied the
+        write at ``position``. False if they lag too far.
+
+        Name only views that process the written event: a view follows its own topics,
+        so its position never reaches an event it does not subscribe to.
+        """
         if position <= 0:
             return True
         try:
-            self.gallery.wait(self.app.name, position,
-                              timeout=self.settings.read_your_writes_timeout)
+            for view in views or (self.gallery,):
+                view.wait(self.app.name, position,
+                          timeout=self.settings.read_your_writes_timeout)
         except TimeoutError:
             log.warning("read_your_writes_timeout", position=position)
             return False
@@ -123,5 +145,6 @@ class Services:
         self.app.close()
         self.gallery.datastore.close()
         self.audit.datastore.close()
+        self.sessions.datastore.close()
 
 

@@ -59,8 +59,8 @@ def eventsourcing_env(database_url: str, master_key: str) -> dict[str, str]:
         "POSTGRES_USER": unquote(url.username or "postgres"),
         "POSTGRES_PASSWORD": unquote(url.password or ""),
         # Several datastores share one server (app, views, runners): keep each pool small.
-        "POSTGRES_POOL_SIZE": "2",
-        "POSTGRES_MAX_OVERFLOW": "6",
+        "POSTGRES_POOL_SIZE": "1",
+        "POSTGRES_MAX_OVERFLOW": "7",
         "CREATE_TABLE": "true",
         "ORTHOVAULT_MASTER_KEY": master_key,
     }

@@ -19,6 +19,8 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, JSONTranscoder
 
 from domain.access import AccessKind, AccessRecord
+from domain.capture import CaptureSession
+from domain.capture_commands import CaptureCommands
 from domain.errors import Conflict, Gone, InvalidInput, NotFound, PermissionDenied
 from domain.image import Image, ImageCategory
 from domain.patient import ConsentScope, Patient, Sex
@@ -76,6 +78,7 @@ class NewImage:
     filename: str
     category_source: str = "user"
     metadata: dict[str, dict[str, Any]] | None = None
+    session_id: UUID | None = None
 
 
 @dataclass(frozen=True)
@@ -100,7 +103,7 @@ def normalise_tag(tag: str) -> str:
     return cleaned
 
 
-class Imaging(Application[UUID]):
+class Imaging(CaptureCommands, Application[UUID]):
     name = "imaging"
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
@@ -207,10 +210,20 @@ class Imaging(Application[UUID]):
 
     # ---- images ------------------------------------------------------------------------
 
-    def check_capture(self, actor: Actor, patient_id: UUID, category: ImageCategory) -> Patient:
-        """Everything that must hold before an upload's bytes are kept."""
+    def check_capture(
+        self, actor: Actor, patient_id: UUID, category: ImageCategory,
+        session_id: UUID | None = None, view: str | None = None,
+    ) -> CaptureSession | None:
+        """Everything that must hold before an upload's bytes are kept.
+
+        Returns the capture session the upload fills, if it names one.
+        """
         held = require(actor, Permission.CAPTURE, Grant.DOCUMENTS)
-        if held is Grant.DOCUMENTS and category is not ImageCategory.DOCUMENT:
+        session = self._session_for_upload(actor, patient_id, session_id, view)
+        # Front desk: documents, or photos into an open session; never radiographs.
+        limited_ok = category is ImageCategory.DOCUMENT or (
+            session is not None and category.is_photograph)
+        if held is Grant.DOCUMENTS and not limited_ok:
             raise_limited_capture()
         patient = self.get_patient(patient_id, actor)
         if category.is_photograph and not patient.has_consent(
@@ -220,10 +233,25 @@ class Imaging(Application[UUID]):
                 "consent_required",
                 "the patient has no active consent for clinical photography",
             )
-        return patient
+        return session
+
+    def _session_for_upload(self, actor: Actor, patient_id: UUID, session_id: UUID | None,
+                            view: str | None) -> CaptureSession | None:
+        if session_id is None:
+            return None
+        session = self.capture_session(actor, session_id)
+        session.check_open()
+        if session.patient_id != patient_id:
+            raise Conflict("session_patient_mismatch",
+                           "the capture session belongs to another patient")
+        if view is None:
+            raise InvalidInput("slot_required", "name the slot (view) this upload fills")
+        session.slot(view)
+        return session
 
     def capture_image(self, actor: Actor, new: NewImage) -> Written:
-        self.check_capture(actor, new.patient_id, new.category)
+        session = self.check_capture(actor, new.patient_id, new.category, new.session_id,
+                                     new.view)
         image = Image(
             image_id=new.image_id,
             clinic_id=actor.clinic_id,
@@ -241,6 +269,10 @@ class Imaging(Application[UUID]):
         )
         for source, values in (new.metadata or {}).items():
             image.record_metadata(source=source, metadata=values, actor=actor)
+        if session is not None and new.view is not None:
+            # One transaction: the image and the slot it fills are recorded together.
+            session.fill(code=new.view, image_id=image.id, actor=actor)
+            return Written(image.id, self._save(image, session))
         return Written(image.id, self._save(image))
 
     def image_exists(self, image_id: UUID) -> bool:

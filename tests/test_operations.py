@@ -14,7 +14,7 @@ def test_health_and_readiness(client):
     body = ready.json()
     assert body["ready"] is True
     assert body["checks"] == {"database": "ok", "gallery_v1": "ok", "audit_v1": "ok",
-                              "derivatives_v1": "ok"}
+                              "capture_sessions_v1": "ok", "derivatives_v1": "ok"}
 
 
 def test_metrics_expose_latency_uploads_and_projection_lag(client, auth):

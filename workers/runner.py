@@ -1,7 +1,9 @@
 """Runs an event handler over the imaging log, resuming from its own tracking position.
 
-The counterpart of eventsourcing's ProjectionRunner for workers, which need the application
-(to record their results as new events) and the blob store, not just a view.
+Like eventsourcing's ProjectionRunner, but on an application the process already has:
+workers need that application to record their results, and projections sharing it keep
+the process to one connection pool instead of one per runner (eventsourcing's runner
+builds its own application, key store pool included, for every projection).
 """
 
 from __future__ import annotations
@@ -24,9 +26,12 @@ class WorkerRunner:
         tracking: TrackingRecorder,
         handler: Handler,
         topics: Sequence[str],
+        *,
+        owns_tracking: bool = True,
     ):
         self.app = app
         self.tracking = tracking
+        self._owns_tracking = owns_tracking
         self._handler = handler
         self._stopping = threading.Event()
         self._error: BaseException | None = None
@@ -68,5 +73,5 @@ class WorkerRunner:
         self._thread.join(timeout=30)
         self._subscription.__exit__(*exc)
         datastore = getattr(self.tracking, "datastore", None)
-        if datastore is not None:
-            datastore.close()  # the tracking recorder is made per run; the app is shared
+        if self._owns_tracking and datastore is not None:
+            datastore.close()  # a tracking recorder made for this run; the app is shared

@@ -41,6 +41,7 @@ class Supervisor:
         self._threads: list[threading.Thread] = []
         self._max_backoff = max_backoff
         self._periodic: list[Callable[[], None]] = []
+        self._start_lock = threading.Lock()
 
     def add(self, name: str, start: Callable[[], Runner]) -> None:
         self.jobs[name] = Job(name, start)
@@ -72,7 +73,10 @@ class Supervisor:
         backoff = 0.5
         while not self._stopping.is_set():
             try:
-                runner = job.start()
+                # Runners create their tables as they start: one at a time, or concurrent
+                # DDL on the same objects fails ("tuple concurrently updated").
+                with self._start_lock:
+                    runner = job.start()
                 with runner:
                     job.current, job.running = runner, True
                     log.info("job_started", job=job.name, restarts=job.restarts)
