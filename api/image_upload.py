@@ -17,7 +17,7 @@ from uuid import UUID
 from eventsourcing.persistence import IntegrityError
 
 from adapters import file_types, image_codec
-from api.multipart_stream import ReceivedForm
+from api.multipart_stream import ReceivedFile, ReceivedForm
 from api.services import Services
 from domain.errors import Conflict, InvalidInput, Unprocessable, UnsupportedMedia
 from domain.image import ImageCategory
@@ -36,6 +36,8 @@ class UploadResult:
     position: int
     replayed: bool
     visible: bool
+    duplicate_of: UUID | None = None
+    near_duplicates: tuple[UUID, ...] = ()
 
 
 def image_id_for(actor: Actor, patient_id: UUID, idempotency_key: str | None) -> UUID:
@@ -90,6 +92,27 @@ def _tags(raw: str | None) -> list[str]:
     return [t for t in (raw or "").split(",") if t.strip()]
 
 
+@dataclass(frozen=True)
+class UploadFields:
+    """The per-upload choices a client may send beside the bytes."""
+
+    view: str | None = None
+    session_id: UUID | None = None
+    category: str | None = None
+    captured_at: str | None = None
+    tags: tuple[str, ...] = ()
+
+    @classmethod
+    def from_form(cls, fields: dict[str, str]) -> UploadFields:
+        return cls(
+            view=parse_view(fields.get("view") or fields.get("slot")),
+            session_id=_optional_uuid(fields.get("session_id") or fields.get("sessionId")),
+            category=fields.get("category"),
+            captured_at=fields.get("captured_at") or fields.get("capturedAt"),
+            tags=tuple(_tags(fields.get("tags"))),
+        )
+
+
 def store_upload(
     services: Services, actor: Actor, patient_id: UUID, form: ReceivedForm,
     idempotency_key: str | None,
@@ -97,14 +120,19 @@ def store_upload(
     files = [f for f in form.files if f.field_name == "file"]
     if len(files) != 1:
         raise InvalidInput("file_required", "send exactly one file in the multipart field 'file'")
-    received = files[0]
-    view = parse_view(form.fields.get("view") or form.fields.get("slot"))
-    session_id = _optional_uuid(form.fields.get("session_id") or form.fields.get("sessionId"))
-    category, category_source = _category(form.fields.get("category"), view)
-    tags = _tags(form.fields.get("tags"))
+    return store_file(services, actor, patient_id, files[0],
+                      UploadFields.from_form(form.fields), idempotency_key)
+
+
+def store_file(
+    services: Services, actor: Actor, patient_id: UUID, received: ReceivedFile,
+    fields: UploadFields, idempotency_key: str | None = None, *, wait: bool = True,
+) -> UploadResult:
+    """Check, store and record one file; the single path for every way images arrive."""
+    category, category_source = _category(fields.category, fields.view)
     app = services.app
 
-    app.check_capture(actor, patient_id, category, session_id, view)
+    app.check_capture(actor, patient_id, category, fields.session_id, fields.view)
     image_id = image_id_for(actor, patient_id, idempotency_key)
     if idempotency_key is not None and app.image_exists(image_id):
         return _replay(services, actor, image_id, received.sha256)
@@ -120,17 +148,24 @@ def store_upload(
                                f"{media_type} uploads are not accepted on this endpoint")
     probe = image_codec.probe(received.handle, max_pixels=services.settings.max_image_pixels)
     camera = image_codec.camera_metadata(received.handle)
-    captured_at = _captured_at(form.fields.get("captured_at") or form.fields.get("capturedAt"),
-                               image_codec.exif_capture_time(camera))
+    captured_at = _captured_at(fields.captured_at, image_codec.exif_capture_time(camera))
+    existing = services.gallery.same_file(actor.clinic_id, patient_id, received.sha256)
+    if existing is not None and fields.session_id is None:
+        # Exactly these bytes are already the patient's: report, do not store twice.
+        return UploadResult(existing, 0, replayed=False, visible=True, duplicate_of=existing)
+    similar = services.gallery.near_duplicates(actor.clinic_id, patient_id, probe.dhash)
 
     blob_name = f"original-{secrets.token_hex(4)}"
     original = services.blobs.put(image_id, blob_name, received.handle, media_type,
                                   owner_id=patient_id)
+    metadata: dict[str, dict[str, object]] = {"fingerprint": {"dhash": probe.dhash}}
+    if camera:
+        metadata["exif"] = camera
     new = NewImage(
         image_id=image_id, patient_id=patient_id, original=original, width=probe.width,
-        height=probe.height, category=category, view=view, captured_at=captured_at, tags=tags,
-        filename=received.filename[:255], category_source=category_source,
-        metadata={"exif": camera} if camera else None, session_id=session_id,
+        height=probe.height, category=category, view=fields.view, captured_at=captured_at,
+        tags=list(fields.tags), filename=received.filename[:255],
+        category_source=category_source, metadata=metadata, session_id=fields.session_id,
     )
     try:
         written = _capture(app, actor, new)
@@ -141,9 +176,13 @@ def store_upload(
     except BaseException:
         services.blobs.backend.delete_key(original.key)
         raise
-    views = (services.gallery, services.sessions) if session_id else (services.gallery,)
-    visible = services.wait_for_read_models(written.position, *views)
-    return UploadResult(image_id, written.position, replayed=False, visible=visible)
+    visible = True
+    if wait:
+        views = (services.gallery, services.sessions) if fields.session_id else (
+            services.gallery,)
+        visible = services.wait_for_read_models(written.position, *views)
+    return UploadResult(image_id, written.position, replayed=False, visible=visible,
+                        near_duplicates=tuple(similar))
 
 
 class _SameKeyWon(Exception):

@@ -10,6 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from api.auth import bearer_token, verify_token
+from api.batch_upload import store_batch
 from api.image_upload import store_upload
 from api.multipart_stream import receive_form
 from api.services import Services
@@ -62,14 +63,48 @@ async def upload_image(
         raise
     finally:
         form.close()
-    metrics.uploads.labels("replayed" if result.replayed else "stored").inc()
+    outcome = "duplicate" if result.duplicate_of else (
+        "replayed" if result.replayed else "stored")
+    metrics.uploads.labels(outcome).inc()
     headers = {"Location": f"/api/v1/images/{result.image_id}"}
     if result.replayed:
         headers["Idempotent-Replayed"] = "true"
     return JSONResponse(
-        {"id": str(result.image_id), "patientId": str(patient_id), "replayed": result.replayed},
-        status_code=201, headers=headers,
+        {"id": str(result.image_id), "patientId": str(patient_id), "replayed": result.replayed,
+         "duplicate": result.duplicate_of is not None,
+         "nearDuplicates": [str(i) for i in result.near_duplicates]},
+        status_code=200 if result.duplicate_of else 201, headers=headers,
     )
+
+
+@router.post("/patients/{patient_id}/image-batches")
+async def upload_batch(patient_id: UUID, request: Request, actor: ActorDep) -> JSONResponse:
+    """Several images (multipart field ``files``, repeated) or zip archives in one request.
+
+    Answers 200 with one result per file: ``accepted``, ``duplicate`` (exactly these bytes
+    are already the patient's) or ``rejected`` with a code; a rejected file never stops
+    the others. Optional fields as for one upload; a view code in a file name
+    (``IV07_front.jpg``) names that file's view.
+    """
+    services = services_of(request)
+    require(actor, Permission.CAPTURE, Grant.DOCUMENTS)
+    await run_in_threadpool(services.app.get_patient, patient_id, actor)
+    form = await receive_form(
+        request.headers.get("content-type", ""), request.stream(),
+        max_bytes=services.settings.max_upload_bytes, spool_dir=None,
+    )
+    try:
+        results = await run_in_threadpool(store_batch, services, actor, patient_id, form)
+    finally:
+        form.close()
+    for result in results:
+        request.app.state.metrics.uploads.labels(result.status).inc()
+    return JSONResponse({
+        "results": [r.as_json() for r in results],
+        "accepted": sum(r.status == "accepted" for r in results),
+        "duplicates": sum(r.status == "duplicate" for r in results),
+        "rejected": sum(r.status == "rejected" for r in results),
+    })
 
 
 def _viewable_image(services: Services, actor: Actor, image_id: UUID, kind: AccessKind) -> Image:

@@ -108,12 +108,14 @@ class GalleryView(PostgresTrackingRecorder):
                 " uploaded_at timestamptz NOT NULL, width int NOT NULL, height int NOT NULL,"
                 " media_type text NOT NULL, has_derivatives boolean NOT NULL DEFAULT false,"
                 " processing_failure text, quality_status text, quality jsonb,"
-                " category_source text NOT NULL DEFAULT 'user')"
+                " category_source text NOT NULL DEFAULT 'user', sha256 text, dhash bigint)"
             ).format(self.images),
             SQL(
                 "CREATE INDEX IF NOT EXISTS {} ON {} "
                 "(clinic_id, patient_id, captured_at DESC, image_id DESC)"
             ).format(index, self.images),
+            SQL("CREATE INDEX IF NOT EXISTS {} ON {} (clinic_id, patient_id, sha256)").format(
+                Identifier(f"{prefix}_images_by_hash"), self.images),
         ])
 
     # ---- writes (each with its tracking record, in one transaction) --------------------
@@ -153,6 +155,26 @@ class GalleryView(PostgresTrackingRecorder):
             )
             row = curs.fetchone()
         return _image(row) if row else None
+
+    def same_file(self, clinic_id: str, patient_id: UUID, sha256: str) -> UUID | None:
+        """An existing, not destroyed image of the patient with exactly these bytes."""
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(SQL("SELECT image_id FROM {} WHERE clinic_id = %s AND patient_id = %s"
+                             " AND sha256 = %s LIMIT 1").format(self.images),
+                         (clinic_id, patient_id, sha256))
+            row = curs.fetchone()
+        return row["image_id"] if row else None
+
+    def near_duplicates(self, clinic_id: str, patient_id: UUID, dhash: int,
+                        max_distance: int = 6) -> list[UUID]:
+        """The patient's images whose dHash is within ``max_distance`` bits."""
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(SQL(
+                "SELECT image_id FROM {} WHERE clinic_id = %s AND patient_id = %s"
+                " AND dhash IS NOT NULL AND bit_count((dhash # %s)::bit(64)) <= %s"
+                " ORDER BY captured_at DESC LIMIT 20").format(self.images),
+                (clinic_id, patient_id, dhash, max_distance))
+            return [row["image_id"] for row in curs.fetchall()]
 
     def images_of_patient(
         self,
@@ -217,7 +239,7 @@ class GalleryProjection(Projection[GalleryView]):
             Patient.Registered, Patient.ConsentGranted, Patient.ConsentRevoked,
             Image.Captured, Image.Tagged, Image.Untagged, Image.Categorised,
             Image.DerivativesGenerated, Image.ProcessingFailed, Image.SoftDeleted,
-            Image.QualityAssessed,
+            Image.QualityAssessed, Image.MetadataExtracted,
             Image.Restored, Image.Destroyed,
         )
     )
@@ -274,10 +296,10 @@ class GalleryProjection(Projection[GalleryView]):
             tracking,
             SQL(
                 "INSERT INTO {} (image_id, clinic_id, patient_id, status, category, view, tags,"
-                " captured_at, uploaded_at, width, height, media_type, category_source)"
+                " captured_at, uploaded_at, width, height, media_type, category_source, sha256)"
                 " VALUES (%(id)s, %(clinic)s, %(patient)s, 'active', %(category)s, %(view)s,"
                 " %(tags)s, %(captured)s, %(uploaded)s, %(width)s, %(height)s, %(media)s,"
-                " %(source)s)"
+                " %(source)s, %(sha256)s)"
             ).format(self.view.images),
             {
                 "id": event.originator_id, "clinic": event.clinic_id, "patient": event.patient_id,
@@ -286,6 +308,7 @@ class GalleryProjection(Projection[GalleryView]):
                 "width": event.width, "height": event.height,
                 "media": event.original.media_type,
                 "source": getattr(event, "category_source", "user"),
+                "sha256": event.original.sha256,
             },
             (self._count_images(+1), {"patient": event.patient_id}),
         )
@@ -326,6 +349,15 @@ class GalleryProjection(Projection[GalleryView]):
             "category = %(category)s, view = %(view)s, category_source = %(source)s",
             {"category": event.category, "view": event.view, "source": event.source},
         )
+
+    @process_event.register
+    def _(self, event: Image.MetadataExtracted, tracking: Tracking) -> None:
+        dhash = event.metadata.get("dhash") if event.source == "fingerprint" else None
+        if dhash is None:
+            self.view.insert_tracking(tracking)
+            return
+        self._update_image(tracking, event.originator_id, "dhash = %(dhash)s",
+                           {"dhash": int(dhash)})
 
     @process_event.register
     def _(self, event: Image.QualityAssessed, tracking: Tracking) -> None:

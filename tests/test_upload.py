@@ -119,18 +119,20 @@ def test_photography_needs_clinical_photography_consent(client, auth):
     assert refused.headers["content-type"] == "application/problem+json"
     assert refused.json()["code"] == "consent_required"
     # A radiograph is not photography: no photo consent needed.
-    xray = upload(client, headers, patient_id, jpeg_bytes(), fields={"category": "radiograph"})
+    xray = upload(client, headers, patient_id, jpeg_bytes(seed=1),
+                  fields={"category": "radiograph"})
     assert xray.status_code == 201
 
     graphql(client, headers,
             """mutation($i: GrantConsentInput!){ grantConsent(input: $i){ id } }""",
             {"i": {"patientId": patient_id, "scope": "CLINICAL_PHOTOGRAPHY"}})
-    assert upload(client, headers, patient_id, jpeg_bytes()).status_code == 201
+    assert upload(client, headers, patient_id, jpeg_bytes(seed=2)).status_code == 201
     revoked = graphql(client, headers, """mutation($i: RevokeConsentInput!){
         revokeConsent(input: $i){ consents { scope } } }""",
                       {"i": {"patientId": patient_id, "scope": "CLINICAL_PHOTOGRAPHY"}})
     assert revoked["data"]["revokeConsent"]["consents"] == []
-    assert upload(client, headers, patient_id, jpeg_bytes()).json()["code"] == "consent_required"
+    assert upload(client, headers, patient_id,
+                  jpeg_bytes(seed=3)).json()["code"] == "consent_required"
 
 
 def _png_header_bomb(width: int, height: int) -> bytes:
