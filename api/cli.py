@@ -124,6 +124,98 @@ def api(data_dir: Path | None, host: str | None, port: int | None) -> None:
                 log_config=None, access_log=False)
 
 
+def _cli_actor(clinic: str, user: str | None, role: str) -> object:
+    import getpass
+
+    from domain.values import Actor
+
+    return Actor(user_id=user or f"cli:{getpass.getuser()}", role=role, clinic_id=clinic)
+
+
+@main.command("import")
+@data_dir_option
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.option("--patient", "patient_id", required=True, help="Patient id (UUID).")
+@click.option("--clinic", required=True, help="The patient's clinic.")
+@click.option("--session", "session_id", default=None, help="Capture session to fill.")
+@click.option("--user", default=None, help="Who imports (default cli:<login>).")
+@click.option("--role", default="clinical_staff", show_default=True)
+def import_command(data_dir: Path | None, path: Path, patient_id: str, clinic: str,
+                   session_id: str | None, user: str | None, role: str) -> None:
+    """Import a folder (or file, or zip) of images for one patient, with progress."""
+    from uuid import UUID
+
+    from rich.console import Console
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from api.folder_import import files_under, import_path
+    from api.services import Services
+
+    services = Services.build(_settings(data_dir, run_background=False))
+    console = Console(stderr=True)
+    try:
+        total = sum(1 for _ in files_under(path))
+        with Progress(console=console) as progress:
+            task = progress.add_task("importing", total=total)
+            results = import_path(
+                services, _cli_actor(clinic, user, role), UUID(patient_id), path,
+                UUID(session_id) if session_id else None,
+                progress=lambda _name: progress.advance(task),
+            )
+    finally:
+        services.close()
+    table = Table(title=f"{path}: {len(results)} files")
+    for column in ("file", "result", "image / reason"):
+        table.add_column(column)
+    for r in results:
+        detail = str(r.image_id) if r.image_id else f"{r.code}: {r.detail}"
+        table.add_row(r.filename, r.status, detail)
+    console.print(table)
+    counts = {s: sum(r.status == s for r in results) for s in ("accepted", "duplicate",
+                                                               "rejected")}
+    click.echo(f"accepted {counts['accepted']}, duplicates {counts['duplicate']}, "
+               f"rejected {counts['rejected']}")
+    if counts["rejected"]:
+        raise SystemExit(2)
+
+
+@main.command()
+@data_dir_option
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--clinic", required=True, help="The clinic the chair belongs to.")
+@click.option("--chair", required=True, help="The chair whose open session files fill.")
+@click.option("--settle", type=float, default=2.0, show_default=True,
+              help="Seconds a file must stop growing before it is imported.")
+@click.option("--interval", type=float, default=1.0, show_default=True)
+def watch(data_dir: Path | None, folder: Path, clinic: str, chair: str, settle: float,
+          interval: float) -> None:
+    """Import files a camera writes into FOLDER into the chair's open capture session;
+    move each to done/ or failed/ (with a reason file)."""
+    import signal
+    import threading
+
+    from api.folder_import import DeviceFolder
+    from api.observability import configure_logging
+    from api.services import Services
+
+    settings = _settings(data_dir, run_background=False)
+    configure_logging(settings.log_level)
+    services = Services.build(settings)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    device = DeviceFolder(services, _cli_actor(clinic, f"device:{chair}", "clinical_staff"),
+                          folder, chair, settle_seconds=settle)
+    click.echo(f"orthovault: watching {folder} for chair {chair}", err=True)
+    try:
+        while not stop.is_set():
+            device.poll()
+            stop.wait(interval)
+    finally:
+        services.close()
+
+
 @main.group()
 def audit() -> None:
     """Compliance: verify the tamper-evident audit chain."""
