@@ -11,11 +11,12 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from api.auth import bearer_token, verify_token
 from api.batch_upload import store_batch
+from api.capture_guidance import MAX_FRAME_BYTES, guide
 from api.image_upload import store_upload
 from api.multipart_stream import receive_form
 from api.services import Services
 from domain.access import AccessKind
-from domain.errors import Conflict, NotFound, PermissionDenied
+from domain.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from domain.image import Image, ImageCategory
 from domain.permissions import Grant, Permission, grant, require
 from domain.values import Actor
@@ -104,6 +105,33 @@ async def upload_batch(patient_id: UUID, request: Request, actor: ActorDep) -> J
         "accepted": sum(r.status == "accepted" for r in results),
         "duplicates": sum(r.status == "duplicate" for r in results),
         "rejected": sum(r.status == "rejected" for r in results),
+    })
+
+
+@router.post("/capture-sessions/{session_id}/guidance")
+async def capture_guidance(session_id: UUID, request: Request, actor: ActorDep) -> JSONResponse:
+    """Check a live preview frame (multipart ``frame``, ≤640 px) for the ``slot`` being
+    shot; answers hints such as "too dark", "blurred" or "tilted 4° clockwise"."""
+    services = services_of(request)
+    require(actor, Permission.CAPTURE, Grant.DOCUMENTS)
+    session = await run_in_threadpool(services.app.capture_session, actor, session_id)
+    session.check_open()
+    form = await receive_form(request.headers.get("content-type", ""), request.stream(),
+                              max_bytes=MAX_FRAME_BYTES + 64 * 1024, spool_dir=None)
+    try:
+        frames = [f for f in form.files if f.field_name == "frame"]
+        if len(frames) != 1:
+            raise InvalidInput("file_required", "send the frame in the multipart field 'frame'")
+        slot = (form.fields.get("slot") or "").strip().upper()
+        session.slot(slot)
+        data = frames[0].handle.read()
+    finally:
+        form.close()
+    result = await run_in_threadpool(guide, data, slot)
+    return JSONResponse({
+        "slot": result.slot, "status": result.status, "hints": result.hints,
+        "checks": result.checks, "looksLike": result.looks_like,
+        "looksLikeConfidence": round(result.looks_like_confidence, 3),
     })
 
 

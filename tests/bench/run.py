@@ -35,6 +35,16 @@ def _markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _merge(previous: str, fresh: list[str]) -> list[str]:
+    """A partial run replaces its own sections and keeps the others from the last run."""
+    kept = {}
+    for chunk in previous.split("### ")[1:]:
+        kept[chunk.splitlines()[0]] = "### " + chunk.rstrip() + "\n"
+    for section in fresh:
+        kept[section.splitlines()[0].removeprefix("### ")] = section
+    return list(kept.values())
+
+
 def main(selected: list[str]) -> None:
     sys.path[:0] = [str(ROOT), str(HERE)]
     names = sorted(p.stem for p in HERE.glob("*_bench.py"))
@@ -50,9 +60,11 @@ def main(selected: list[str]) -> None:
         text = _markdown(result)
         print(text, flush=True)
         sections.append(text)
-    stamp = f"Run on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC — {_machine()}.\n\n"
-    body = BEGIN + "\n" + stamp + "\n".join(sections) + END
     current = DOC.read_text() if DOC.exists() else ""
+    if selected and BEGIN in current:
+        sections = _merge(current.partition(BEGIN)[2].partition(END)[0], sections)
+    stamp = f"Last run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC — {_machine()}.\n\n"
+    body = BEGIN + "\n" + stamp + "\n".join(sections) + END
     if BEGIN in current and END in current:
         head, _, rest = current.partition(BEGIN)
         _, _, tail = rest.partition(END)
