@@ -111,6 +111,22 @@ def worker(data_dir: Path | None) -> None:
 
 @main.command()
 @data_dir_option
+def relay(data_dir: Path | None) -> None:
+    """Publish every event to Kafka as a CloudEvent (needs ORTHOVAULT_KAFKA_BOOTSTRAP).
+
+    Run several for availability: one holds the leader lock and publishes, the others wait.
+    """
+    import os as _os
+
+    from workers import kafka_relay
+
+    if not _os.environ.get("ORTHOVAULT_KAFKA_BOOTSTRAP"):
+        raise click.UsageError("set ORTHOVAULT_KAFKA_BOOTSTRAP=host:port")
+    _run_jobs(data_dir, {kafka_relay.NAME})
+
+
+@main.command()
+@data_dir_option
 @click.option("--host", default=None, help="Address to listen on (default 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port (default 8000).")
 def api(data_dir: Path | None, host: str | None, port: int | None) -> None:

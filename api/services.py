@@ -20,7 +20,7 @@ from api.settings import Settings, eventsourcing_env
 from projections.audit import AuditProjection, AuditView
 from projections.capture_sessions import CaptureSessionsProjection, CaptureSessionsView
 from projections.gallery import GalleryProjection, GalleryView
-from workers import derivatives
+from workers import derivatives, kafka_relay
 from workers.runner import WorkerRunner
 from workers.supervisor import Supervisor
 
@@ -52,6 +52,20 @@ def master_key(settings: Settings) -> str:
     return local_secrets.master_key(settings.data_dir)
 
 
+def blob_backend(settings: Settings) -> Any:
+    """S3 (or MinIO) when configured, else the local folder under the data directory."""
+    if not settings.s3_endpoint:
+        return LocalFolderBackend(Path(settings.blob_dir))
+    from adapters.s3_backend import S3Backend
+
+    return S3Backend(
+        settings.s3_endpoint, settings.s3_access_key or "",
+        settings.s3_secret_key.get_secret_value() if settings.s3_secret_key else "",
+        settings.s3_bucket, secure=settings.s3_secure, region=settings.s3_region,
+        sse=settings.s3_sse, archive_bucket=settings.s3_archive_bucket,
+    )
+
+
 def tracking_recorder(env: dict[str, str], name: str, cls: type[Any]) -> Any:
     return InfrastructureFactory.construct(env=Environment(name, env)).tracking_recorder(cls)
 
@@ -80,7 +94,7 @@ class Services:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         env = eventsourcing_env(database_url(settings), master_key(settings))
         app = PostgresImaging(env=env)
-        blobs = EncryptedBlobStore(LocalFolderBackend(Path(settings.blob_dir)), app.key_store)
+        blobs = EncryptedBlobStore(blob_backend(settings), app.key_store)
         gallery = tracking_recorder(env, GalleryProjection.name, GalleryView)
         audit = tracking_recorder(env, AuditProjection.name, AuditView)
         sessions = tracking_recorder(env, CaptureSessionsProjection.name, CaptureSessionsView)
@@ -93,6 +107,8 @@ class Services:
         for projection, view in PROJECTIONS:
             self.supervisor.add(projection.name, self._projection_runner(projection, view))
         self.supervisor.add(derivatives.NAME, self._derivatives_runner)
+        if self.settings.kafka_bootstrap:
+            self.supervisor.add(kafka_relay.NAME, self._relay)
         self.supervisor.every(1.0, self.app.nudge_subscribers)
 
     def _projection_runner(self, projection: type[Any], view: type[Any]) -> Any:
@@ -107,6 +123,10 @@ class Services:
                                 owns_tracking=False)
 
         return start
+
+    def _relay(self) -> Any:
+        tracking = tracking_recorder(self.env, kafka_relay.NAME, PostgresTrackingRecorder)
+        return kafka_relay.KafkaRelay(self.app, tracking, self.settings.kafka_bootstrap or "")
 
     def _derivatives_runner(self) -> WorkerRunner:
         tracking = tracking_recorder(self.env, derivatives.NAME, PostgresTrackingRecorder)

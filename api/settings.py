@@ -39,6 +39,17 @@ class Settings(BaseSettings):
         default="all",
         description="Which background jobs run in the API process: all, or a comma list.",
     )
+    kafka_bootstrap: str | None = Field(
+        default=None, description="host:port[,…]; set = publish every event to Kafka."
+    )
+    s3_endpoint: str | None = Field(default=None, description="host:port; set = blobs on S3.")
+    s3_access_key: str | None = None
+    s3_secret_key: SecretStr | None = None
+    s3_bucket: str = "orthovault"
+    s3_secure: bool = True
+    s3_region: str | None = None
+    s3_sse: bool = False
+    s3_archive_bucket: str | None = None
     log_level: str = "INFO"
 
     @property
