@@ -19,6 +19,7 @@ from api.graphql_context import actor_of, blocking, parse_id
 from api.services import Services
 from domain.access import AccessKind
 from domain.errors import InvalidInput, NotFound
+from domain.events import ShreddedEvent
 from domain.image import Image, ImageCategory
 from domain.imaging import Written
 from domain.patient import ConsentScope as DomainConsentScope
@@ -206,20 +207,71 @@ async def _load_image(services: Services, actor: Actor, image_id: UUID) -> Image
 @strawberry.type
 class GalleryQuery:
     @strawberry.field
-    async def patient(self, info: Info, id: strawberry.ID) -> PatientNode:
-        actor = actor_of(info)
-        require(actor, Permission.VIEW, Grant.THUMBNAILS, Grant.METADATA)
-        return await _load_patient(info.context.services, actor, parse_id(id, "id"))
-
-    @strawberry.field
-    async def image(self, info: Info, id: strawberry.ID) -> ImageNode:
+    async def patient(self, info: Info, id: strawberry.ID,
+                      as_of: datetime | None = None) -> PatientNode:
+        """``asOf`` rebuilds the patient's own fields (demographics, consents) as they stood
+        then from the event log; ``images`` always lists the gallery as it is now."""
         actor = actor_of(info)
         require(actor, Permission.VIEW, Grant.THUMBNAILS, Grant.METADATA)
         services: Services = info.context.services
-        node = await _load_image(services, actor, parse_id(id, "id"))
+        if as_of is not None:
+            patient = await blocking(services.app.as_of, actor, parse_id(id, "id"), Patient,
+                                     as_of)
+            return _patient_node(_gallery_patient_from(patient))
+        return await _load_patient(services, actor, parse_id(id, "id"))
+
+    @strawberry.field
+    async def image(self, info: Info, id: strawberry.ID,
+                    as_of: datetime | None = None) -> ImageNode:
+        """``asOf`` rebuilds the image (tags, category, status…) as it stood then."""
+        actor = actor_of(info)
+        require(actor, Permission.VIEW, Grant.THUMBNAILS, Grant.METADATA)
+        services: Services = info.context.services
+        if as_of is not None:
+            image = await blocking(services.app.as_of, actor, parse_id(id, "id"), Image, as_of)
+            node = _image_node(_gallery_image_from(image), actor)
+        else:
+            node = await _load_image(services, actor, parse_id(id, "id"))
         await blocking(services.app.record_access, actor,
                         [(UUID(str(node.id)), UUID(str(node.patient_id)))], AccessKind.METADATA)
         return node
+
+
+@strawberry.type
+class HistoryEntry:
+    version: int
+    type: str
+    at: datetime | None
+    actor_user: str | None
+    actor_role: str | None
+    request_id: str | None
+    redacted: bool
+
+
+def _history_entry(event: object) -> HistoryEntry:
+    if isinstance(event, ShreddedEvent):
+        actor = event.header.get("actor", {})
+        return HistoryEntry(version=event.originator_version,
+                            type=event.topic.rpartition(".")[2], at=event.timestamp,
+                            actor_user=actor.get("user_id"), actor_role=actor.get("role"),
+                            request_id=actor.get("request_id"), redacted=True)
+    actor = getattr(event, "actor", None)
+    return HistoryEntry(version=event.originator_version,  # type: ignore[attr-defined]
+                        type=type(event).__name__, at=event.timestamp,  # type: ignore[attr-defined]
+                        actor_user=getattr(actor, "user_id", None),
+                        actor_role=getattr(actor, "role", None),
+                        request_id=getattr(actor, "request_id", None), redacted=False)
+
+
+@strawberry.type
+class HistoryQuery:
+    @strawberry.field(description="Every event of an image with its actor and version.")
+    async def image_history(self, info: Info, id: strawberry.ID) -> list[HistoryEntry]:
+        actor = actor_of(info)
+        require(actor, Permission.VIEW)
+        services: Services = info.context.services
+        events = await blocking(services.app.history, actor, parse_id(id, "id"), Image)
+        return [_history_entry(e) for e in events]
 
 
 @strawberry.input

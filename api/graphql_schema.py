@@ -14,10 +14,10 @@ from api.auth import bearer_token, verify_token
 from api.graphql_audit import AuditQuery
 from api.graphql_capture import CaptureMutation, CaptureQuery
 from api.graphql_context import Context, ErrorCodes, OrthovaultSchema
-from api.graphql_gallery import GalleryMutation, GalleryQuery
+from api.graphql_gallery import GalleryMutation, GalleryQuery, HistoryQuery
 from api.services import Services
 
-Query = merge_types("Query", (GalleryQuery, CaptureQuery, AuditQuery))
+Query = merge_types("Query", (GalleryQuery, HistoryQuery, CaptureQuery, AuditQuery))
 Mutation = merge_types("Mutation", (GalleryMutation, CaptureMutation))
 
 schema = OrthovaultSchema(

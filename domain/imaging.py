@@ -134,6 +134,24 @@ class Imaging(CaptureCommands, Application[UUID]):
         except Gone:
             raise NotFound("image_not_found", "no such image") from None
 
+    def as_of(self, actor: Actor, aggregate_id: UUID, kind: type[Aggregate],
+              moment: datetime) -> Any:
+        """The aggregate as it stood at ``moment``, rebuilt from its events (time travel)."""
+        current = self._get(aggregate_id, kind, actor)  # tenancy first
+        versions = [e.originator_version for e in self.events.get(aggregate_id)
+                    if e.timestamp is not None and e.timestamp <= moment]
+        if not versions:
+            raise NotFound(f"{kind.__name__.lower()}_not_found",
+                           f"the {kind.__name__.lower()} did not exist yet at that moment")
+        if max(versions) == current.version:
+            return current
+        return self.repository.get(aggregate_id, version=max(versions))
+
+    def history(self, actor: Actor, aggregate_id: UUID, kind: type[Aggregate]) -> list[Any]:
+        """Every event of one aggregate, oldest first (shredded ones as placeholders)."""
+        self._get(aggregate_id, kind, actor)
+        return list(self.events.get(aggregate_id))
+
     def _save(self, *aggregates: Aggregate) -> int:
         recordings = self.save(*aggregates)
         return recordings[-1].notification.id if recordings else 0

@@ -22,6 +22,7 @@ from eventsourcing.projection import Projection
 from eventsourcing.utils import get_topic
 from psycopg.sql import SQL, Identifier, Literal
 
+from domain.capture import CaptureSession
 from domain.errors import InvalidInput
 from domain.events import ShreddedEvent
 from domain.image import Image
@@ -241,6 +242,9 @@ class GalleryProjection(Projection[GalleryView]):
             Image.DerivativesGenerated, Image.ProcessingFailed, Image.SoftDeleted,
             Image.QualityAssessed, Image.MetadataExtracted,
             Image.Restored, Image.Destroyed,
+            # Not shown here, but followed so that the gallery's position passes it and
+            # read-your-writes after an upload into a session does not wait in vain.
+            CaptureSession.SlotFilled,
         )
     )
 
