@@ -27,6 +27,9 @@ _HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b
 
 def sniff(head: bytes) -> str | None:
     """The media type the bytes themselves announce, or None."""
+    # First: a DICOM preamble may itself be a TIFF header (dual-format files).
+    if head[128:132] == b"DICM":
+        return "application/dicom"
     if head.startswith(b"\xff\xd8\xff"):
         return "image/jpeg"
     if head.startswith(b"\x89PNG\r\n\x1a\n"):
@@ -37,8 +40,6 @@ def sniff(head: bytes) -> str | None:
         return "image/webp"
     if head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS:
         return "image/avif" if head[8:12] == b"avif" else "image/heic"
-    if head[128:132] == b"DICM":
-        return "application/dicom"
     if head.startswith(b"%PDF-"):
         return "application/pdf"
     if head.startswith(b"PK\x03\x04"):

@@ -10,7 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from api import errors, graphql_schema, rest_images
+from api import dicomweb, errors, graphql_schema, rest_images, rest_reconciliation
 from api.observability import Metrics, configure_logging, request_context_middleware
 from api.services import Services
 from api.settings import Settings
@@ -56,6 +56,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.middleware("http")(request_context_middleware(metrics))
     errors.install(app)
     app.include_router(rest_images.router)
+    app.include_router(rest_reconciliation.router)
+    app.include_router(dicomweb.router)
     app.include_router(graphql_schema.router(graphiql=settings.mode == "embedded"),
                        prefix="/graphql")
 

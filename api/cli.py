@@ -104,9 +104,9 @@ def projections(data_dir: Path | None) -> None:
 @data_dir_option
 def worker(data_dir: Path | None) -> None:
     """Run the pixel workers (derivatives)."""
-    from workers import derivatives
+    from workers import derivatives, dicom_derivatives
 
-    _run_jobs(data_dir, {derivatives.NAME})
+    _run_jobs(data_dir, {derivatives.NAME, dicom_derivatives.NAME})
 
 
 @main.command()
@@ -260,6 +260,15 @@ def audit_verify(data_dir: Path | None, against_log: bool) -> None:
     click.echo(f"audit chain BROKEN at position {result.first_broken_position}: "
                f"{result.reason} ({result.checked} entries checked)", err=True)
     raise SystemExit(1)
+
+
+def _register_dicom_commands() -> None:
+    from api.cli_dicom import dicom_listen
+
+    main.add_command(dicom_listen)
+
+
+_register_dicom_commands()
 
 
 if __name__ == "__main__":

@@ -21,10 +21,12 @@ from enum import StrEnum
 from typing import IO, Any
 from uuid import UUID
 
+import structlog
 from eventsourcing.persistence import IntegrityError
 
 from adapters import dicom_codec
 from adapters.dicom_codec import DicomInstance
+from adapters.dicom_export import view_code_of
 from api.services import Services
 from domain.errors import Conflict, Gone, InvalidInput, Unprocessable
 from domain.image import ImageCategory
@@ -39,11 +41,16 @@ from domain.reconciliation import (
     mismatches,
 )
 from domain.values import Actor, BlobRef
+from domain.views import VIEWS
 from projections.dicom_index import DicomIndexView
+
+log = structlog.get_logger("orthovault.dicom_ingest")
 
 DICOM_MEDIA_TYPE = "application/dicom"
 INSTANCE_NAMESPACE = uuid.UUID("0b6b7f7e-51a4-4c0e-8d8e-2f6f3f2a9c11")
 MISSING_UID = "dicom_missing_uid"
+# The category follows from the modality; automatic categorisation has nothing to add.
+CATEGORY_SOURCE = "dicom"
 
 # Dental modalities (ORTHODONTICS.md): everything else is kept, as "other".
 _CATEGORIES: dict[str, ImageCategory] = {
@@ -71,10 +78,21 @@ class DicomIngestResult:
     replayed: bool
     instance: DicomInstance
     reasons: tuple[str, ...] = ()
+    captured_position: int = 0  # the ImageCaptured event's, which the gallery applies
 
 
 def category_for(modality: str | None) -> ImageCategory:
     return _CATEGORIES.get((modality or "").strip().upper(), ImageCategory.OTHER)
+
+
+def photo_view(data: bytes, category: ImageCategory) -> tuple[ImageCategory, str | None]:
+    """A photograph's ADA-1100 view (View Code Sequence) and the category it implies."""
+    if category is not ImageCategory.PHOTO:
+        return category, None
+    view = view_code_of(data)
+    if view is None:
+        return category, None
+    return (ImageCategory.INTRAORAL if VIEWS[view].intraoral else ImageCategory.EXTRAORAL), view
 
 
 def instance_image_id(clinic_id: str, sop_instance_uid: str) -> UUID:
@@ -133,6 +151,18 @@ def _captured_on(day: date | None) -> datetime:
     return datetime.combine(day, time(12, 0), tzinfo=UTC)
 
 
+def wait_for_gallery(services: Services, position: int) -> None:
+    """Read-your-writes for the gallery, on the position of an event it applies (Captured):
+    a projection tracks only its own topics, so a later position would never be reached."""
+    if position <= 0:
+        return
+    try:
+        services.gallery.wait(services.app.name, position,
+                              timeout=services.settings.read_your_writes_timeout)
+    except TimeoutError:
+        log.warning("read_your_writes_timeout", position=position)
+
+
 def _demographics(info: DicomInstance) -> DicomDemographics:
     return DicomDemographics(info.patient_id, info.patient_name, info.patient_birth_date)
 
@@ -183,11 +213,13 @@ def _match(services: Services, actor: Actor, target: Patient | None,
 
 def ingest_dicom(
     services: Services, actor: Actor, patient_id: UUID | None, handle: IO[bytes], sha256: str,
-    *, filename: str = "",
+    *, filename: str = "", wait: bool = True,
 ) -> DicomIngestResult:
     """File one DICOM object for ``patient_id`` (or the patient its PatientID names).
 
     Objects whose header contradicts the chart are held as a reconciliation item instead.
+    ``wait=False`` skips read-your-writes, for callers that store many objects and wait once
+    (STOW-RS) or whose sender never reads back (C-STORE).
     """
     app = services.app
     app.check_dicom_capture(actor)
@@ -198,7 +230,8 @@ def ingest_dicom(
         raise InvalidInput("checksum_mismatch", "the received bytes do not match their hash")
     info = parse_instance(data, max_pixels=services.settings.max_image_pixels)
     sop_uid = str(info.sop_instance_uid)
-    category = category_for(info.modality)
+    category, view = photo_view(data, category_for(info.modality))
+    metadata = {**dicom_metadata(info), "view_code": view}
     image_id = instance_image_id(actor.clinic_id, sop_uid)
     item_id = reconciliation_id(actor.clinic_id, sop_uid)
     if app.image_exists(image_id):
@@ -209,7 +242,8 @@ def ingest_dicom(
     match = _match(services, actor, target, info)
     name = (filename or f"{sop_uid}.dcm")[:255]
     if match.patient is None:
-        return _hold(services, actor, item_id, target, match, data, info, category, name)
+        return _hold(services, actor, item_id, target, match, data, info, category, name,
+                     metadata)
     # Consent and the front-desk limits, before a byte is kept.
     app.check_capture(actor, match.patient.id, category)
     original = services.blobs.put_bytes(
@@ -219,10 +253,11 @@ def ingest_dicom(
     new = NewImage(
         image_id=image_id, patient_id=match.patient.id, original=original,
         width=info.columns or 0, height=info.rows or 0, category=category,
-        view=None, captured_at=_captured_on(info.study_date), tags=[], filename=name,
+        view=view, captured_at=_captured_on(info.study_date), tags=[], filename=name,
+        category_source=CATEGORY_SOURCE,
     )
     try:
-        written = app.capture_dicom_image(actor, new, dicom_metadata(info))
+        written = app.capture_dicom_image(actor, new, metadata)
     except IntegrityError:
         # The same object won a race a moment ago (a modality retrying): keep the first.
         services.blobs.backend.delete_key(original.key)
@@ -230,14 +265,17 @@ def ingest_dicom(
     except BaseException:
         services.blobs.backend.delete_key(original.key)
         raise
-    services.wait_for_gallery(written.position)
+    if wait:
+        wait_for_gallery(services, written.captured_position)
     return DicomIngestResult(IngestOutcome.FILED, image_id, None, match.patient.id,
-                             written.position, replayed=False, instance=info)
+                             written.position, replayed=False, instance=info,
+                             captured_position=written.captured_position)
 
 
 def _hold(
     services: Services, actor: Actor, item_id: UUID, target: Patient | None, match: _Match,
     data: bytes, info: DicomInstance, category: ImageCategory, filename: str,
+    metadata: dict[str, Any],
 ) -> DicomIngestResult:
     original = services.blobs.put_bytes(
         item_id, f"original-{secrets.token_hex(4)}", data, DICOM_MEDIA_TYPE,
@@ -247,7 +285,7 @@ def _hold(
         item_id=item_id, patient_id=target.id if target is not None else None,
         reasons=match.reasons, candidates=match.candidates, original=original,
         category=category, width=info.columns or 0, height=info.rows or 0,
-        filename=filename, dicom=dicom_metadata(info),
+        filename=filename, dicom=metadata,
     )
     try:
         written = services.app.open_reconciliation(actor, new)
@@ -328,8 +366,10 @@ def file_reconciliation(services: Services, actor: Actor, item_id: UUID,
     captured = _captured_on(date.fromisoformat(study_date) if study_date else None)
     new = NewImage(
         image_id=image_id, patient_id=target, original=original, width=item.width,
-        height=item.height, category=ImageCategory(item.category), view=None,
+        height=item.height, category=ImageCategory(item.category),
+        view=item.dicom.get("view_code"),
         captured_at=captured, tags=[], filename=item.filename,
+        category_source=CATEGORY_SOURCE,
     )
     command = app.reassign_reconciliation if reassign else app.resolve_reconciliation
     try:
@@ -338,7 +378,7 @@ def file_reconciliation(services: Services, actor: Actor, item_id: UUID,
         services.blobs.backend.delete_key(original.key)
         raise
     services.blobs.backend.delete_key(item.original.key)
-    services.wait_for_gallery(written.position)
+    wait_for_gallery(services, written.captured_position)
     return image_id
 
 

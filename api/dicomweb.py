@@ -30,7 +30,13 @@ from pydicom.encaps import generate_frames
 
 from adapters import dicom_codec
 from adapters.image_codec import JPEG_QUALITY, THUMBNAIL_PX
-from api.dicom_ingest import DicomIngestResult, IngestOutcome, dicom_index_of, ingest_dicom
+from api.dicom_ingest import (
+    DicomIngestResult,
+    IngestOutcome,
+    dicom_index_of,
+    ingest_dicom,
+    wait_for_gallery,
+)
 from api.errors import problem
 from api.multipart_related import (
     close_parts,
@@ -390,11 +396,11 @@ def _failed(sop_class: str | None, sop: str | None, reason: int, code: str) -> d
     return item
 
 
-def _store_parts(services: Services, actor: Actor, request: Request,
-                 parts: list[Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
+def _store_parts(services: Services, actor: Actor, request: Request, parts: list[Any]
+                 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int, int]:
     referenced: list[dict[str, Any]] = []
     failed: list[dict[str, Any]] = []
-    position = 0
+    position = captured = 0
     for part in parts:
         declared = part.content_type.split(";")[0].strip().lower()
         if declared not in (DICOM, ""):
@@ -402,18 +408,21 @@ def _store_parts(services: Services, actor: Actor, request: Request,
                                   "dicomweb_unsupported_part"))
             continue
         try:
-            result = ingest_dicom(services, actor, None, part.handle, part.sha256)
+            result = ingest_dicom(services, actor, None, part.handle, part.sha256, wait=False)
         except OrthovaultError as error:
             part.handle.seek(0)
             sop_class, sop = _identity(part.handle.read())
             failed.append(_failed(sop_class, sop, _failure_reason(error), error.code))
             continue
         position = max(position, result.position)
+        captured = max(captured, result.captured_position)
         referenced.append(_referenced(request, result))
-    return referenced, failed, position
+    return referenced, failed, position, captured
 
 
-def _wait_for_index(services: Services, position: int) -> None:
+def _wait_for_read_models(services: Services, position: int, captured: int) -> None:
+    """Once for the whole request: the index (QIDO) and the gallery show what was stored."""
+    wait_for_gallery(services, captured)
     if position <= 0:
         return
     with contextlib.suppress(TimeoutError):  # stored either way; QIDO catches up shortly
@@ -433,11 +442,11 @@ async def store_instances(request: Request, actor: ActorDep) -> JSONResponse:
     parts = await receive_related(content_type, request.stream(),
                                   max_bytes=services.settings.max_upload_bytes)
     try:
-        referenced, failed, position = await run_in_threadpool(
+        referenced, failed, position, captured = await run_in_threadpool(
             _store_parts, services, actor, request, parts)
     finally:
         close_parts(parts)
-    await run_in_threadpool(_wait_for_index, services, position)
+    await run_in_threadpool(_wait_for_read_models, services, position, captured)
     body: dict[str, Any] = {"00081190": _element("UR", _base(request) + "/studies")}
     if referenced:
         body["00081199"] = {"vr": "SQ", "Value": referenced}
@@ -587,9 +596,13 @@ def _frame_parts(request: Request, ds: pydicom.Dataset, numbers: list[int],
                  frames: int) -> tuple[str, list[bytes]] | None:
     ts = str(ds.file_meta.get("TransferSyntaxUID", "")) if hasattr(ds, "file_meta") else ""
     compressed_type = _FRAME_TYPES.get(ts)
-    if compressed_type and _accepts(request, compressed_type):
+    accept = request.headers.get("accept", "").lower().replace(" ", "")
+    if compressed_type and (_accepts(request, compressed_type) or "transfer-syntax=*" in accept):
         fragments = list(generate_frames(ds.PixelData, number_of_frames=frames))
-        return compressed_type, [fragments[n - 1] for n in numbers]
+        # With transfer-syntax=* the part says which encoding it holds (PS3.18 8.7.3.5).
+        part_type = compressed_type if _accepts(request, compressed_type) else \
+            f"application/octet-stream; transfer-syntax={ts}"
+        return part_type, [fragments[n - 1] for n in numbers]
     if not _accepts(request, "application/octet-stream"):
         return None
     return "application/octet-stream", _native_frames(ds, numbers, frames)

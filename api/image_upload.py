@@ -38,6 +38,8 @@ class UploadResult:
     visible: bool
     duplicate_of: UUID | None = None
     near_duplicates: tuple[UUID, ...] = ()
+    reconciliation_id: UUID | None = None  # a DICOM object held: its patient did not match
+    reasons: tuple[str, ...] = ()
 
 
 def image_id_for(actor: Actor, patient_id: UUID, idempotency_key: str | None) -> UUID:
@@ -120,8 +122,29 @@ def store_upload(
     files = [f for f in form.files if f.field_name == "file"]
     if len(files) != 1:
         raise InvalidInput("file_required", "send exactly one file in the multipart field 'file'")
-    return store_file(services, actor, patient_id, files[0],
+    received = files[0]
+    if received.size and file_types.sniff(received.head(file_types.SNIFF_BYTES)) == (
+            "application/dicom"):
+        return _store_dicom(services, actor, patient_id, received)
+    return store_file(services, actor, patient_id, received,
                       UploadFields.from_form(form.fields), idempotency_key)
+
+
+def _store_dicom(services: Services, actor: Actor, patient_id: UUID,
+                 received: ReceivedFile) -> UploadResult:
+    """DICOM carries its own category (modality) and identity (SOP Instance UID), and a
+    patient mismatch is held for reconciliation instead of being filed."""
+    from api.dicom_ingest import IngestOutcome, store_dicom_upload
+
+    result = store_dicom_upload(services, actor, patient_id, received.handle, received.sha256,
+                                received.filename)
+    if result.outcome is IngestOutcome.RECONCILIATION:
+        return UploadResult(patient_id, result.position, replayed=result.replayed,
+                            visible=True, reconciliation_id=result.reconciliation_id,
+                            reasons=result.reasons)
+    assert result.image_id is not None
+    return UploadResult(result.image_id, result.position, replayed=result.replayed,
+                        visible=True)
 
 
 def store_file(

@@ -64,6 +64,10 @@ async def upload_image(
         raise
     finally:
         form.close()
+    if result.reconciliation_id is not None:
+        metrics.uploads.labels("held").inc()
+        return JSONResponse({"reconciliationId": str(result.reconciliation_id),
+                             "reasons": list(result.reasons)}, status_code=202)
     outcome = "duplicate" if result.duplicate_of else (
         "replayed" if result.replayed else "stored")
     metrics.uploads.labels(outcome).inc()

@@ -19,8 +19,9 @@ from api.auth import TokenConfig
 from api.settings import Settings, eventsourcing_env
 from projections.audit import AuditProjection, AuditView
 from projections.capture_sessions import CaptureSessionsProjection, CaptureSessionsView
+from projections.dicom_index import DicomIndexProjection, DicomIndexView
 from projections.gallery import GalleryProjection, GalleryView
-from workers import derivatives, kafka_relay
+from workers import derivatives, dicom_derivatives, kafka_relay
 from workers.runner import WorkerRunner
 from workers.supervisor import Supervisor
 
@@ -73,6 +74,7 @@ def tracking_recorder(env: dict[str, str], name: str, cls: type[Any]) -> Any:
 PROJECTIONS: tuple[tuple[type[Any], type[Any]], ...] = (
     (GalleryProjection, GalleryView),
     (CaptureSessionsProjection, CaptureSessionsView),
+    (DicomIndexProjection, DicomIndexView),
     (AuditProjection, AuditView),
 )
 
@@ -86,6 +88,7 @@ class Services:
     gallery: GalleryView
     audit: AuditView
     sessions: CaptureSessionsView
+    dicom_index: DicomIndexView
     tokens: TokenConfig
     supervisor: Supervisor = field(default_factory=Supervisor)
 
@@ -98,8 +101,10 @@ class Services:
         gallery = tracking_recorder(env, GalleryProjection.name, GalleryView)
         audit = tracking_recorder(env, AuditProjection.name, AuditView)
         sessions = tracking_recorder(env, CaptureSessionsProjection.name, CaptureSessionsView)
+        dicom_index = tracking_recorder(env, DicomIndexProjection.name, DicomIndexView)
         services = cls(settings=settings, env=env, app=app, blobs=blobs, gallery=gallery,
-                       audit=audit, sessions=sessions, tokens=token_config(settings))
+                       audit=audit, sessions=sessions, dicom_index=dicom_index,
+                       tokens=token_config(settings))
         services._add_jobs()
         return services
 
@@ -107,6 +112,7 @@ class Services:
         for projection, view in PROJECTIONS:
             self.supervisor.add(projection.name, self._projection_runner(projection, view))
         self.supervisor.add(derivatives.NAME, self._derivatives_runner)
+        self.supervisor.add(dicom_derivatives.NAME, self._dicom_derivatives_runner)
         if self.settings.kafka_bootstrap:
             self.supervisor.add(kafka_relay.NAME, self._relay)
         self.supervisor.every(1.0, self.app.nudge_subscribers)
@@ -115,7 +121,7 @@ class Services:
         """Each projection runs on the shared application and writes through the same view
         object the API queries (exactly-once: row change and tracking in one transaction)."""
         shared = {GalleryView: self.gallery, AuditView: self.audit,
-                  CaptureSessionsView: self.sessions}[view]
+                  CaptureSessionsView: self.sessions, DicomIndexView: self.dicom_index}[view]
 
         def start() -> WorkerRunner:
             instance = projection(view=shared)
@@ -127,6 +133,11 @@ class Services:
     def _relay(self) -> Any:
         tracking = tracking_recorder(self.env, kafka_relay.NAME, PostgresTrackingRecorder)
         return kafka_relay.KafkaRelay(self.app, tracking, self.settings.kafka_bootstrap or "")
+
+    def _dicom_derivatives_runner(self) -> WorkerRunner:
+        tracking = tracking_recorder(self.env, dicom_derivatives.NAME, PostgresTrackingRecorder)
+        worker = dicom_derivatives.DicomDerivativesWorker(self.app, self.blobs, tracking)
+        return WorkerRunner(self.app, tracking, worker, dicom_derivatives.TOPICS)
 
     def _derivatives_runner(self) -> WorkerRunner:
         tracking = tracking_recorder(self.env, derivatives.NAME, PostgresTrackingRecorder)
@@ -166,5 +177,6 @@ class Services:
         self.gallery.datastore.close()
         self.audit.datastore.close()
         self.sessions.datastore.close()
+        self.dicom_index.datastore.close()
 
 

@@ -25,6 +25,7 @@ from domain.errors import Conflict, Gone, InvalidInput, NotFound, PermissionDeni
 from domain.image import Image, ImageCategory
 from domain.patient import ConsentScope, Patient, Sex
 from domain.permissions import Grant, Permission, require
+from domain.reconciliation import ReconciliationCommands
 from domain.values import TRANSCODINGS, Actor, BlobRef, Guardian
 
 MAX_TAG_LENGTH = 64
@@ -103,7 +104,7 @@ def normalise_tag(tag: str) -> str:
     return cleaned
 
 
-class Imaging(CaptureCommands, Application[UUID]):
+class Imaging(ReconciliationCommands, CaptureCommands, Application[UUID]):
     name = "imaging"
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:

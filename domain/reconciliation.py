@@ -167,12 +167,26 @@ class NewReconciliation:
     dicom: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class Filed:
+    """A filed DICOM image: the log positions of its capture and of the whole write.
+
+    Read models follow different topics (the gallery ignores metadata), so each waits for
+    the position of an event it actually applies.
+    """
+
+    id: UUID
+    captured_position: int
+    position: int
+
+
 def _image(actor: Actor, new: NewImage) -> Image:
     return Image(
         image_id=new.image_id, clinic_id=actor.clinic_id, patient_id=new.patient_id,
         original=new.original, width=new.width, height=new.height,
         category=new.category.value, view=new.view, captured_at=new.captured_at,
         tags=list(new.tags), filename=new.filename, actor=actor,
+        category_source=new.category_source,
     )
 
 
@@ -183,6 +197,7 @@ class ReconciliationCommands:
 
     if TYPE_CHECKING:
         def _save(self, *aggregates: Aggregate) -> int: ...
+        def save(self, *aggregates: Aggregate) -> list[Any]: ...
         def get_patient(self, patient_id: UUID, actor: Actor) -> Patient: ...
         def check_capture(
             self, actor: Actor, patient_id: UUID, category: ImageCategory
@@ -195,18 +210,21 @@ class ReconciliationCommands:
         if require(actor, Permission.CAPTURE, Grant.DOCUMENTS) is Grant.DOCUMENTS:
             raise_limited_capture()
 
+    def _save_filed(self, image: Image, *others: Aggregate) -> Filed:
+        recordings = self.save(image, *others)
+        positions = [r.notification.id for r in recordings]
+        return Filed(image.id, positions[0], positions[-1])
+
     def capture_dicom_image(
         self, actor: Actor, new: NewImage, metadata: dict[str, Any]
-    ) -> Written:
+    ) -> Filed:
         """ImageCaptured and its DICOM metadata in one transaction: never one without the
         other, so the DICOM index never holds an image it cannot address by UID."""
-        from domain.imaging import Written
-
         self.check_dicom_capture(actor)
         self.check_capture(actor, new.patient_id, new.category)
         image = _image(actor, new)
         image.record_metadata(source=DICOM_SOURCE, metadata=metadata, actor=actor)
-        return Written(image.id, self._save(image))
+        return self._save_filed(image)
 
     def open_reconciliation(self, actor: Actor, new: NewReconciliation) -> Written:
         from domain.imaging import Written
@@ -247,9 +265,7 @@ class ReconciliationCommands:
 
     def _file(
         self, actor: Actor, item: DicomReconciliation, new: NewImage, *, reassign: bool
-    ) -> Written:
-        from domain.imaging import Written
-
+    ) -> Filed:
         if new.original.sha256 != item.original.sha256:
             raise InvalidInput("reconciliation_blob_mismatch", "the filed copy differs")
         self.check_capture(actor, new.patient_id, ImageCategory(item.category))
@@ -260,9 +276,9 @@ class ReconciliationCommands:
         else:
             item.resolve(patient_id=new.patient_id, image_id=image.id, actor=actor)
         # One transaction: the item is closed exactly when its image exists.
-        return Written(image.id, self._save(image, item))
+        return self._save_filed(image, item)
 
-    def resolve_reconciliation(self, actor: Actor, item_id: UUID, new: NewImage) -> Written:
+    def resolve_reconciliation(self, actor: Actor, item_id: UUID, new: NewImage) -> Filed:
         """File the held object to the patient it was sent for, the mismatch reviewed."""
         item = self._open_item(actor, item_id)
         if item.patient_id is None:
@@ -273,7 +289,7 @@ class ReconciliationCommands:
                                "resolve files to the patient it was sent for; use reassign")
         return self._file(actor, item, new, reassign=False)
 
-    def reassign_reconciliation(self, actor: Actor, item_id: UUID, new: NewImage) -> Written:
+    def reassign_reconciliation(self, actor: Actor, item_id: UUID, new: NewImage) -> Filed:
         """File the held object to another patient of the clinic."""
         item = self._open_item(actor, item_id)
         if new.patient_id == item.patient_id:

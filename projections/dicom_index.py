@@ -118,18 +118,18 @@ class DicomIndexView(PostgresTrackingRecorder):
         super().__init__(datastore, **kwargs)
         prefix = self.tracking_table_name.removesuffix("_tracking")
         schema = Identifier(self.datastore.schema)
-        self.patients = SQL("{}.{}").format(schema, Identifier(f"{prefix}_patients"))
-        self.instances = SQL("{}.{}").format(schema, Identifier(f"{prefix}_instances"))
-        self.items = SQL("{}.{}").format(schema, Identifier(f"{prefix}_reconciliations"))
+        self.patients_table = SQL("{}.{}").format(schema, Identifier(f"{prefix}_patients"))
+        self.instances_table = SQL("{}.{}").format(schema, Identifier(f"{prefix}_instances"))
+        self.items_table = SQL("{}.{}").format(schema, Identifier(f"{prefix}_reconciliations"))
         self.sql_create_statements.extend([
             SQL(
                 "CREATE TABLE IF NOT EXISTS {} ("
                 " patient_id uuid PRIMARY KEY, clinic_id text NOT NULL, external_id text NOT NULL,"
                 " family_name text NOT NULL, given_name text NOT NULL, birth_date date NOT NULL,"
                 " sex text NOT NULL)"
-            ).format(self.patients),
+            ).format(self.patients_table),
             SQL("CREATE INDEX IF NOT EXISTS {} ON {} (clinic_id, external_id)").format(
-                Identifier(f"{prefix}_patients_by_external_id"), self.patients
+                Identifier(f"{prefix}_patients_by_external_id"), self.patients_table
             ),
             SQL(
                 "CREATE TABLE IF NOT EXISTS {} ("
@@ -139,19 +139,19 @@ class DicomIndexView(PostgresTrackingRecorder):
                 " transfer_syntax_uid text, modality text, rows int, columns int,"
                 " frames int NOT NULL DEFAULT 1, study_date date, study_description text,"
                 " series_description text)"
-            ).format(self.instances),
+            ).format(self.instances_table),
             SQL("CREATE INDEX IF NOT EXISTS {} ON {} (clinic_id, study_uid, series_uid)").format(
-                Identifier(f"{prefix}_instances_by_study"), self.instances
+                Identifier(f"{prefix}_instances_by_study"), self.instances_table
             ),
             SQL("CREATE INDEX IF NOT EXISTS {} ON {} (clinic_id, sop_uid)").format(
-                Identifier(f"{prefix}_instances_by_sop"), self.instances
+                Identifier(f"{prefix}_instances_by_sop"), self.instances_table
             ),
             SQL(
                 "CREATE TABLE IF NOT EXISTS {} ("
                 " item_id uuid PRIMARY KEY, clinic_id text NOT NULL, patient_id uuid,"
                 " status text NOT NULL, reasons text[] NOT NULL, sop_uid text, study_uid text,"
                 " modality text, opened_at timestamptz NOT NULL)"
-            ).format(self.items),
+            ).format(self.items_table),
         ])
 
     def apply(self, tracking: Tracking, statement: Any, params: dict[str, Any]) -> None:
@@ -165,14 +165,14 @@ class DicomIndexView(PostgresTrackingRecorder):
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(
                 SQL("SELECT patient_id FROM {} WHERE clinic_id = %s AND external_id = %s"
-                    " ORDER BY patient_id").format(self.patients),
+                    " ORDER BY patient_id").format(self.patients_table),
                 (clinic_id, external_id.strip()),
             )
             return [row["patient_id"] for row in curs.fetchall()]
 
     def _joined(self) -> Composed:
         return SQL("{} i LEFT JOIN {} p ON p.patient_id = i.patient_id").format(
-            self.instances, self.patients
+            self.instances_table, self.patients_table
         )
 
     def _conditions(self, clinic_id: str, query: StudyQuery) -> tuple[list[Any], dict[str, Any]]:
@@ -182,8 +182,9 @@ class DicomIndexView(PostgresTrackingRecorder):
         ]
         params: dict[str, Any] = {"clinic": clinic_id}
         if query.hide_radiographs:
-            conditions.append(SQL("i.category <> %(radiograph)s"))
-            params["radiograph"] = ImageCategory.RADIOGRAPH.value
+            # Every X-ray counts: projection radiographs and CBCT volumes alike.
+            conditions.append(SQL("i.category <> ALL(%(xray)s)"))
+            params["xray"] = [ImageCategory.RADIOGRAPH.value, ImageCategory.SCAN.value]
         if query.study_uids:
             conditions.append(SQL("i.study_uid = ANY(%(studies)s)"))
             params["studies"] = query.study_uids
@@ -291,7 +292,7 @@ class DicomIndexView(PostgresTrackingRecorder):
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(
                 SQL("SELECT * FROM {} WHERE clinic_id = %s AND status = %s"
-                    " ORDER BY opened_at, item_id LIMIT %s").format(self.items),
+                    " ORDER BY opened_at, item_id LIMIT %s").format(self.items_table),
                 (clinic_id, ReconciliationStatus.OPEN.value, min(limit, MAX_RESULTS)),
             )
             rows = curs.fetchall()
@@ -353,7 +354,7 @@ class DicomIndexProjection(Projection[DicomIndexView]):
                 "INSERT INTO {} (patient_id, clinic_id, external_id, family_name, given_name,"
                 " birth_date, sex) VALUES (%(id)s, %(clinic)s, %(external)s, %(family)s,"
                 " %(given)s, %(birth)s, %(sex)s)"
-            ).format(self.view.patients),
+            ).format(self.view.patients_table),
             {
                 "id": event.originator_id, "clinic": event.clinic_id,
                 "external": event.external_id.strip(), "family": event.family_name,
@@ -371,7 +372,7 @@ class DicomIndexProjection(Projection[DicomIndexView]):
             SQL(
                 "INSERT INTO {} (image_id, clinic_id, patient_id, status, category, captured_at)"
                 " VALUES (%(id)s, %(clinic)s, %(patient)s, 'active', %(category)s, %(at)s)"
-            ).format(self.view.instances),
+            ).format(self.view.instances_table),
             {
                 "id": event.originator_id, "clinic": event.clinic_id,
                 "patient": event.patient_id, "category": event.category,
@@ -395,7 +396,7 @@ class DicomIndexProjection(Projection[DicomIndexView]):
                 " frames = %(frames)s, study_date = %(study_date)s,"
                 " study_description = %(study_description)s,"
                 " series_description = %(series_description)s WHERE image_id = %(id)s"
-            ).format(self.view.instances),
+            ).format(self.view.instances_table),
             {
                 "id": event.originator_id, "study": m.get("study_instance_uid"),
                 "series": m.get("series_instance_uid"), "sop": m.get("sop_instance_uid"),
@@ -413,7 +414,7 @@ class DicomIndexProjection(Projection[DicomIndexView]):
         self.view.apply(
             tracking,
             SQL("UPDATE {} SET " + assignment + " WHERE image_id = %(id)s").format(
-                self.view.instances
+                self.view.instances_table
             ),
             {"id": image_id, **(params or {})},
         )
@@ -435,7 +436,7 @@ class DicomIndexProjection(Projection[DicomIndexView]):
     def _(self, event: Image.Destroyed, tracking: Tracking) -> None:
         self.view.apply(
             tracking,
-            SQL("DELETE FROM {} WHERE image_id = %(id)s").format(self.view.instances),
+            SQL("DELETE FROM {} WHERE image_id = %(id)s").format(self.view.instances_table),
             {"id": event.originator_id},
         )
 
@@ -447,7 +448,7 @@ class DicomIndexProjection(Projection[DicomIndexView]):
                 "INSERT INTO {} (item_id, clinic_id, patient_id, status, reasons, sop_uid,"
                 " study_uid, modality, opened_at) VALUES (%(id)s, %(clinic)s, %(patient)s,"
                 " 'open', %(reasons)s, %(sop)s, %(study)s, %(modality)s, %(at)s)"
-            ).format(self.view.items),
+            ).format(self.view.items_table),
             {
                 "id": event.originator_id, "clinic": event.clinic_id,
                 "patient": event.patient_id, "reasons": list(event.reasons),
@@ -461,7 +462,7 @@ class DicomIndexProjection(Projection[DicomIndexView]):
         self.view.apply(
             tracking,
             SQL("UPDATE {} SET status = %(status)s WHERE item_id = %(id)s").format(
-                self.view.items
+                self.view.items_table
             ),
             {"id": item_id, "status": status.value},
         )

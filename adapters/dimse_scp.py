@@ -1,0 +1,233 @@
+"""A DICOM network (DIMSE) listener: C-ECHO, C-STORE and Modality Worklist C-FIND.
+
+X-ray units and CBCT scanners push images with C-STORE and ask the worklist which patients
+are scheduled, so that the images they send carry the right PatientID. This adapter speaks
+the protocol (pynetdicom) and nothing else: what a stored object becomes is the ``store``
+callable's business (the API layer files it through ``ingest_dicom``), and the worklist
+comes from a ``worklist`` callable.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+import structlog
+from pydicom.dataset import Dataset
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
+from pynetdicom.sop_class import ModalityWorklistInformationFind, Verification
+
+from domain.errors import OrthovaultError
+
+log = structlog.get_logger("orthovault.dimse")
+
+SUCCESS = 0x0000
+PENDING = 0xFF00
+CANCELLED = 0xFE00
+REFUSED_OUT_OF_RESOURCES = 0xA700
+REFUSED_NOT_AUTHORISED = 0x0124
+DUPLICATE_INSTANCE = 0x0111
+DOES_NOT_MATCH_SOP_CLASS = 0xA900
+CANNOT_UNDERSTAND = 0xC000
+FIND_UNABLE_TO_PROCESS = 0xC001
+
+# Our stable error codes as C-STORE statuses (PS3.4 B.2.3, PS3.7 C).
+_STORE_STATUS = {
+    "dicom_no_pixel_data": DOES_NOT_MATCH_SOP_CLASS,
+    "dicom_missing_uid": DOES_NOT_MATCH_SOP_CLASS,
+    "dicom_instance_conflict": DUPLICATE_INSTANCE,
+    "dicom_instance_elsewhere": DUPLICATE_INSTANCE,
+    "dicom_instance_destroyed": DUPLICATE_INSTANCE,
+    "permission_denied": REFUSED_NOT_AUTHORISED,
+    "capture_limited": REFUSED_NOT_AUTHORISED,
+    "consent_required": REFUSED_NOT_AUTHORISED,
+}
+
+StoreHandler = Callable[[bytes], None]
+
+
+@dataclass(frozen=True)
+class WorklistItem:
+    """One scheduled procedure step, as a modality's worklist shows it (PHI)."""
+
+    patient_id: str
+    patient_name: str  # DICOM PN, Family^Given
+    birth_date: date | None
+    sex: str | None
+    accession_number: str
+    study_instance_uid: str
+    requested_procedure_id: str
+    requested_procedure_description: str
+    modality: str
+    scheduled_start: datetime
+    step_id: str
+    step_description: str
+    station_ae_title: str | None = None
+
+
+WorklistProvider = Callable[[], Iterable[WorklistItem]]
+
+
+def store_status(error: BaseException) -> int:
+    if isinstance(error, OrthovaultError):
+        return _STORE_STATUS.get(error.code, CANNOT_UNDERSTAND)
+    # Anything else (the database gone for a moment) is ours, not the sender's: retryable.
+    return REFUSED_OUT_OF_RESOURCES
+
+
+# ---- worklist matching (PS3.4 C.2.2.2) ----------------------------------------------------
+
+
+def _wildcard(pattern: str, *, ignore_case: bool) -> re.Pattern[str]:
+    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.compile(f"^{regex}$", re.IGNORECASE if ignore_case else 0)
+
+
+def matches_text(query: Any, value: str | None, *, ignore_case: bool = False) -> bool:
+    """Universal matching for an empty key; single-value or wildcard matching otherwise."""
+    wanted = str(query or "").strip()
+    if not wanted or wanted == "*":
+        return True
+    return bool(_wildcard(wanted, ignore_case=ignore_case).match(str(value or "")))
+
+
+def matches_date(query: Any, value: date) -> bool:
+    """``YYYYMMDD``, ``YYYYMMDD-``, ``-YYYYMMDD`` or ``YYYYMMDD-YYYYMMDD``."""
+    wanted = str(query or "").strip()
+    if not wanted:
+        return True
+    low, dash, high = wanted.partition("-")
+    day = value.strftime("%Y%m%d")
+    if not dash:
+        return day == low
+    return (not low or day >= low) and (not high or day <= high)
+
+
+def _item_dataset(item: WorklistItem) -> Dataset:
+    step = Dataset()
+    step.Modality = item.modality
+    step.ScheduledStationAETitle = item.station_ae_title or ""
+    step.ScheduledProcedureStepStartDate = item.scheduled_start.strftime("%Y%m%d")
+    step.ScheduledProcedureStepStartTime = item.scheduled_start.strftime("%H%M%S")
+    step.ScheduledProcedureStepID = item.step_id
+    step.ScheduledProcedureStepDescription = item.step_description
+    step.ScheduledPerformingPhysicianName = ""
+    ds = Dataset()
+    ds.SpecificCharacterSet = "ISO_IR 192"  # UTF-8: names are not all Latin-1
+    ds.PatientName = item.patient_name
+    ds.PatientID = item.patient_id
+    ds.PatientBirthDate = item.birth_date.strftime("%Y%m%d") if item.birth_date else ""
+    ds.PatientSex = item.sex or ""
+    ds.AccessionNumber = item.accession_number
+    ds.StudyInstanceUID = item.study_instance_uid
+    ds.RequestedProcedureID = item.requested_procedure_id
+    ds.RequestedProcedureDescription = item.requested_procedure_description
+    ds.ReferringPhysicianName = ""
+    ds.ScheduledProcedureStepSequence = [step]
+    return ds
+
+
+def worklist_matches(query: Dataset, item: WorklistItem) -> bool:
+    if not (matches_text(query.get("PatientID"), item.patient_id)
+            and matches_text(query.get("PatientName"), item.patient_name, ignore_case=True)
+            and matches_text(query.get("AccessionNumber"), item.accession_number)):
+        return False
+    steps = query.get("ScheduledProcedureStepSequence")
+    if not steps:
+        return True
+    step = steps[0]
+    return (matches_text(step.get("Modality"), item.modality)
+            and matches_text(step.get("ScheduledStationAETitle"), item.station_ae_title)
+            and matches_date(step.get("ScheduledProcedureStepStartDate"),
+                             item.scheduled_start.date()))
+
+
+def worklist_response(query: Dataset, item: WorklistItem) -> Dataset:
+    """The query's keys, filled from the item (return keys the item lacks stay empty)."""
+    full = _item_dataset(item)
+    response = Dataset()
+    response.SpecificCharacterSet = full.SpecificCharacterSet
+    for element in query:
+        keyword = element.keyword
+        if keyword and keyword in full:
+            response[keyword] = full[keyword]
+        elif keyword and keyword != "SpecificCharacterSet":
+            response.add(element)
+    return response
+
+
+# ---- the server ----------------------------------------------------------------------------
+
+
+class DimseServer:
+    def __init__(self, ae_title: str, store: StoreHandler,
+                 worklist: WorklistProvider | None = None, *, host: str = "127.0.0.1",
+                 port: int = 11112) -> None:
+        if not 1 <= len(ae_title.strip()) <= 16:
+            raise ValueError("an AE title is 1-16 characters")
+        self.ae_title = ae_title.strip()
+        self.host = host
+        self.port = port
+        self._store = store
+        self._worklist = worklist or (lambda: ())
+        self._server: Any = None
+        self.ae = AE(ae_title=self.ae_title)
+        self.ae.require_called_aet = True  # a modality configured for another node is refused
+        self.ae.add_supported_context(Verification)
+        self.ae.add_supported_context(ModalityWorklistInformationFind)
+        for context in AllStoragePresentationContexts:
+            # Keep whatever compression the modality uses; decoding happens later.
+            self.ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
+
+    def _handlers(self) -> list[tuple[Any, Callable[..., Any]]]:
+        return [
+            (evt.EVT_C_ECHO, lambda _event: SUCCESS),
+            (evt.EVT_C_STORE, self._on_store),
+            (evt.EVT_C_FIND, self._on_find),
+        ]
+
+    def _on_store(self, event: Any) -> int:
+        try:
+            self._store(event.encoded_dataset())
+        except Exception as error:
+            status = store_status(error)
+            log.warning("c_store_refused", status=hex(status),
+                        code=getattr(error, "code", type(error).__name__),
+                        calling_ae=str(event.assoc.requestor.ae_title))
+            return status
+        return SUCCESS
+
+    def _on_find(self, event: Any) -> Iterator[tuple[int, Dataset | None]]:
+        if event.request.AffectedSOPClassUID != ModalityWorklistInformationFind:
+            yield FIND_UNABLE_TO_PROCESS, None
+            return
+        query = event.identifier
+        try:
+            items = list(self._worklist())
+        except Exception as error:
+            log.warning("worklist_failed", error=type(error).__name__)
+            yield FIND_UNABLE_TO_PROCESS, None
+            return
+        for item in items:
+            if event.is_cancelled:
+                yield CANCELLED, None
+                return
+            if worklist_matches(query, item):
+                yield PENDING, worklist_response(query, item)
+
+    def start(self) -> None:
+        """Listen in background threads (returns at once)."""
+        self._server = self.ae.start_server((self.host, self.port), block=False,
+                                            evt_handlers=self._handlers())
+
+    def serve_forever(self) -> None:
+        self.ae.start_server((self.host, self.port), block=True, evt_handlers=self._handlers())
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server = None
+        self.ae.shutdown()
