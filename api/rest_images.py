@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Annotated
 from uuid import UUID
 
@@ -9,6 +11,7 @@ from fastapi import APIRouter, Depends, Header, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from adapters.deepzoom import MIN_PIXELS, dzi_xml
 from api.auth import bearer_token, verify_token
 from api.batch_upload import store_batch
 from api.capture_guidance import MAX_FRAME_BYTES, guide
@@ -19,7 +22,7 @@ from domain.access import AccessKind
 from domain.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from domain.image import Image, ImageCategory
 from domain.permissions import Grant, Permission, grant, require
-from domain.values import Actor
+from domain.values import Actor, BlobRef
 
 router = APIRouter(prefix="/api/v1", tags=["images"])
 
@@ -179,6 +182,55 @@ def _serve(request: Request, actor: Actor, image_id: UUID, kind: AccessKind) -> 
         headers["Content-Disposition"] = f'attachment; filename="{image.id}"'
     return StreamingResponse(services.blobs.open(image.id, ref), media_type=ref.media_type,
                              headers=headers)
+
+
+_MANIFESTS: dict[tuple[UUID, str], dict[str, dict[str, object]]] = {}
+_TILE_NAME = re.compile(r"^\d{1,2}/\d{1,5}_\d{1,5}\.jpg$")
+
+
+def _tiles_of(services: Services, actor: Actor, image_id: UUID) -> tuple[Image, dict]:
+    image = _viewable_image(services, actor, image_id, AccessKind.TILES)
+    if image.tiles is None:
+        if image.width * image.height <= MIN_PIXELS:
+            raise NotFound("no_tiles", "small images have no tile pyramid; use /preview")
+        raise Conflict("derivative_not_ready", "the tiles are still being generated")
+    ref = image.tiles["manifest"]
+    key = (image.id, ref.sha256)
+    if key not in _MANIFESTS:
+        if len(_MANIFESTS) > 256:
+            _MANIFESTS.clear()
+        _MANIFESTS[key] = json.loads(services.blobs.read(image.id, ref))
+    return image, _MANIFESTS[key]
+
+
+@router.get("/images/{image_id}/tiles/image.dzi")
+def get_dzi(image_id: UUID, request: Request, actor: ActorDep) -> Response:
+    """The DeepZoom descriptor of an image over 4 megapixels (opening it is one access)."""
+    services = services_of(request)
+    image, _manifest = _tiles_of(services, actor, image_id)
+    services.app.record_access(actor, [(image.id, image.patient_id)], AccessKind.TILES)
+    return Response(dzi_xml(image.tiles["width"], image.tiles["height"]),
+                    media_type="application/xml",
+                    headers={"Cache-Control": "private, max-age=3600"})
+
+
+@router.get("/images/{image_id}/tiles/image_files/{level}/{tile}")
+def get_tile(image_id: UUID, level: int, tile: str, request: Request,
+             actor: ActorDep) -> Response:
+    """One tile; tiles are not access-logged one by one (the .dzi request is)."""
+    services = services_of(request)
+    name = f"{level}/{tile}"
+    if not _TILE_NAME.match(name):
+        raise NotFound("tile_not_found", "no such tile")
+    image, manifest = _tiles_of(services, actor, image_id)
+    entry = manifest.get(name)
+    if entry is None:
+        raise NotFound("tile_not_found", "no such tile")
+    ref = BlobRef(key=f"{image.id}/tiles/{name}", sha256=str(entry["sha256"]),
+                  size=int(entry["size"]), media_type="image/jpeg")  # type: ignore[arg-type]
+    return Response(services.blobs.read(image.id, ref), media_type="image/jpeg",
+                    headers={"ETag": f'"{ref.sha256}"',
+                             "Cache-Control": "private, max-age=86400, immutable"})
 
 
 @router.get("/images/{image_id}/thumbnail")

@@ -16,6 +16,7 @@ class AccessKind(StrEnum):
     THUMBNAIL = "thumbnail"
     PREVIEW = "preview"
     ORIGINAL = "original"
+    TILES = "tiles"  # a viewer opening the DeepZoom pyramid (recorded once per .dzi)
 
 
 class AccessRecord(Aggregate):

@@ -74,6 +74,7 @@ class Image(Aggregate):
         # "user" when the uploader chose the category; "default" lets categorisation decide.
         self.category_source = category_source
         self.quality: dict[str, Any] | None = None
+        self.tiles: dict[str, Any] | None = None
 
     def tag(self, *, tag: str, actor: Actor) -> None:
         """Adding a tag the image already has records nothing."""
@@ -110,6 +111,13 @@ class Image(Aggregate):
     def record_metadata(self, *, source: str, metadata: dict[str, Any], actor: Actor) -> None:
         """What was read out of the file (EXIF, DICOM attributes…), by source."""
         self.metadata[source] = dict(metadata)
+
+    @event("TilesGenerated")
+    def record_tiles(self, *, manifest: BlobRef, width: int, height: int, tile_count: int,
+                     actor: Actor) -> None:
+        """A DeepZoom pyramid; ``manifest`` lists every tile's blob hash and size."""
+        self.tiles = {"manifest": manifest, "width": width, "height": height,
+                      "tile_count": tile_count}
 
     @event("DerivativesGenerated")
     def record_derivatives(self, *, derivatives: dict[str, BlobRef], actor: Actor) -> None:

@@ -91,6 +91,7 @@ class PhotoProcessing:
     category: ImageCategory | None = None
     view: str | None = None
     confidence: float | None = None
+    tiles: tuple[BlobRef, int, int, int] | None = None  # manifest, width, height, count
 
 
 def normalise_tag(tag: str) -> str:
@@ -360,6 +361,10 @@ class Imaging(ReconciliationCommands, CaptureCommands, Application[UUID]):
         if result.category is not None and image.category_source != "user":
             image.categorise(category=result.category.value, view=result.view, source="auto",
                              actor=actor, confidence=result.confidence)
+        if result.tiles is not None:
+            manifest, width, height, count = result.tiles
+            image.record_tiles(manifest=manifest, width=width, height=height,
+                               tile_count=count, actor=actor)
         image.record_derivatives(derivatives=result.derivatives, actor=actor)
         return Written(image.id, self._save(image))
 

@@ -8,6 +8,7 @@ recorded and never records twice.
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict
 from typing import Any
 
@@ -16,6 +17,7 @@ from eventsourcing.persistence import IntegrityError, Tracking, TrackingRecorder
 from eventsourcing.utils import get_topic
 
 from adapters.blob_store import BlobCorrupted, EncryptedBlobStore
+from adapters.deepzoom import make_pyramid, wants_tiles
 from adapters.image_codec import (
     PREVIEW_PX,
     RASTER_TYPES,
@@ -29,7 +31,7 @@ from domain.errors import Gone
 from domain.image import Image, ImageCategory, ImageStatus
 from domain.imaging import Imaging, PhotoProcessing
 from domain.photo_quality import QualityReport, assess
-from domain.values import Actor
+from domain.values import Actor, BlobRef
 from domain.views import mirror_axis
 
 log = structlog.get_logger("orthovault.derivatives")
@@ -123,5 +125,20 @@ class DerivativesWorker:
         report = assess(pixels, original_size=(image.width, image.height), view_code=image.view)
         found = categorise(pixels, width=image.width, height=image.height)
         category, view = suggested_category(found)
+        tiles = self._tiles(image) if wants_tiles(image.width, image.height) else None
         return PhotoProcessing(derivatives=refs, quality=quality_payload(report),
-                               category=category, view=view, confidence=found.confidence)
+                               category=category, view=view, confidence=found.confidence,
+                               tiles=tiles)
+
+    def _tiles(self, image: Image) -> tuple[BlobRef, int, int, int]:
+        pyramid = make_pyramid(self.blobs.read(image.id, image.original),
+                               mirror_axis(image.view))
+        manifest: dict[str, dict[str, object]] = {}
+        for name, data in pyramid.tiles:
+            ref = self.blobs.put_bytes(image.id, f"tiles/{name}", data, "image/jpeg",
+                                       owner_id=image.patient_id)
+            manifest[name] = {"sha256": ref.sha256, "size": ref.size}
+        manifest_ref = self.blobs.put_bytes(
+            image.id, "tiles/manifest.json", json.dumps(manifest).encode(), "application/json",
+            owner_id=image.patient_id)
+        return manifest_ref, pyramid.width, pyramid.height, len(manifest)
