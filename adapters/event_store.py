@@ -158,7 +158,7 @@ def master_key_from_env(env: Any) -> bytes:
     return key
 
 
-def key_store_pool(env: Any, *, max_size: int = 8) -> ConnectionPool:
+def connection_pool(env: Any, *, max_size: int = 8) -> ConnectionPool:
     """A small pool on the same database the event store uses (configured alike)."""
     conninfo = make_conninfo(
         **{
@@ -177,7 +177,7 @@ class PostgresImaging(Imaging):
     name = Imaging.name  # keeps table names and tracking ids "imaging", not the class name
 
     def construct_mapper(self) -> Mapper[UUID]:
-        self.key_store = KeyStore(key_store_pool(self.env), master_key_from_env(self.env))
+        self.key_store = KeyStore(connection_pool(self.env), master_key_from_env(self.env))
         self.key_store.create_schema()
         return SubjectEncryptingMapper(self.construct_transcoder(), self.key_store)
 

@@ -13,7 +13,7 @@ from eventsourcing.utils import Environment
 
 from adapters import embedded_postgres, local_secrets
 from adapters.blob_store import EncryptedBlobStore
-from adapters.event_store import PostgresImaging
+from adapters.event_store import PostgresImaging, connection_pool
 from adapters.local_folder import LocalFolderBackend
 from api.auth import TokenConfig
 from api.settings import Settings, eventsourcing_env
@@ -21,7 +21,7 @@ from projections.audit import AuditProjection, AuditView
 from projections.capture_sessions import CaptureSessionsProjection, CaptureSessionsView
 from projections.dicom_index import DicomIndexProjection, DicomIndexView
 from projections.gallery import GalleryProjection, GalleryView
-from workers import derivatives, dicom_derivatives, kafka_relay
+from workers import booking_consumer, derivatives, dicom_derivatives, kafka_relay
 from workers.runner import WorkerRunner
 from workers.supervisor import Supervisor
 
@@ -115,6 +115,7 @@ class Services:
         self.supervisor.add(dicom_derivatives.NAME, self._dicom_derivatives_runner)
         if self.settings.kafka_bootstrap:
             self.supervisor.add(kafka_relay.NAME, self._relay)
+            self.supervisor.add(booking_consumer.NAME, self._booking_consumer)
         self.supervisor.every(1.0, self.app.nudge_subscribers)
 
     def _projection_runner(self, projection: type[Any], view: type[Any]) -> Any:
@@ -129,6 +130,12 @@ class Services:
                                 owns_tracking=False)
 
         return start
+
+    def _booking_consumer(self) -> Any:
+        return booking_consumer.BookingConsumerRunner(
+            self.app, self.settings.kafka_bootstrap or "", connection_pool(self.env, max_size=2),
+            max_poll_interval_ms=10_000, session_timeout_ms=6_000, heartbeat_interval_ms=1_000,
+        )
 
     def _relay(self) -> Any:
         tracking = tracking_recorder(self.env, kafka_relay.NAME, PostgresTrackingRecorder)

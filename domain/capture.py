@@ -118,9 +118,16 @@ class Completeness:
 
 
 class CaptureSession(Aggregate):
+    @staticmethod
+    def create_id(session_id: UUID) -> UUID:
+        # Chosen by the caller: a booked appointment derives it from the appointment id,
+        # so a redelivered booking event cannot open a second session.
+        return session_id
+
     @event("Opened")
     def __init__(
-        self, *, clinic_id: str, patient_id: UUID, protocol_id: UUID, protocol_name: str,
+        self, *, session_id: UUID, clinic_id: str, patient_id: UUID, protocol_id: UUID,
+        protocol_name: str,
         slots: list[dict[str, Any]], appointment_id: str | None, chair: str | None,
         scheduled_at: datetime | None, milestone: str, actor: Actor,
     ) -> None:
@@ -165,6 +172,15 @@ class CaptureSession(Aggregate):
         if self.completeness().complete:
             return SessionStatus.COMPLETE
         return SessionStatus.OPEN if self.filled else SessionStatus.SCHEDULED
+
+
+def session_id_for(clinic_id: str, appointment_id: str | None) -> UUID:
+    if appointment_id is None:
+        return uuid.uuid4()
+    return uuid.uuid5(SESSION_NAMESPACE, f"{clinic_id}\x1f{appointment_id}")
+
+
+SESSION_NAMESPACE = uuid.UUID("0b5e4f0a-8c6a-4d4f-9d51-6f1f2a3c7e11")
 
 
 def completeness(slots: list[Slot], filled: set[str]) -> Completeness:

@@ -15,6 +15,7 @@ from domain.capture import (
     Milestone,
     PhotoProtocol,
     Slot,
+    session_id_for,
     slots_payload,
     validate_slots,
 )
@@ -109,13 +110,25 @@ class CaptureCommands:
         for label, value in (("appointmentId", appointment_id), ("chair", chair)):
             if value is not None and (not value.strip() or len(value) > 100):
                 raise InvalidInput("invalid_field", f"{label} must be 1-100 characters")
+        session_id = session_id_for(actor.clinic_id, appointment_id)
+        if appointment_id is not None and self._exists(session_id):
+            # One session per appointment: a repeated booking answers with the first one.
+            return session_id, 0
         session = CaptureSession(
-            clinic_id=actor.clinic_id, patient_id=patient_id, protocol_id=protocol.id,
+            session_id=session_id, clinic_id=actor.clinic_id, patient_id=patient_id,
+            protocol_id=protocol.id,
             protocol_name=protocol.name, slots=slots_payload(protocol.slots),
             appointment_id=appointment_id, chair=chair, scheduled_at=scheduled_at,
             milestone=milestone, actor=actor,
         )
         return session.id, self._save(session)
+
+    def _exists(self, aggregate_id: UUID) -> bool:
+        try:
+            self.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            return False
+        return True
 
     def capture_session(self, actor: Actor, session_id: UUID) -> CaptureSession:
         try:
