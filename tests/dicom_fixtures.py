@@ -1,4 +1,4 @@
-"""The session fixture ``dicom_stack``: orthovault with the DICOM parts wired in.
+"""The module fixture ``dicom_stack``: orthovault with the DICOM parts wired in.
 
 A real PostgreSQL database of its own, a real blob folder, real runners, and a uvicorn server
 on a free port for clients that speak real HTTP (dicomweb-client). Test modules load it with
@@ -26,10 +26,11 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def dicom_stack(database_factory: Callable[[], str],
                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[DicomStack]:
-    # Only the jobs these tests read from: the server is shared with other test sessions.
+    # Only the jobs these tests read from, and per module rather than per session: a stack
+    # holds a dozen connections, and the rest of the suite needs them afterwards.
     settings = make_settings(database_factory(), tmp_path_factory.mktemp("dicom-data"),
                              in_process_jobs=",".join(DICOM_JOBS))
     services = build_dicom_services(settings)
