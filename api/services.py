@@ -135,6 +135,8 @@ class Services:
         return booking_consumer.BookingConsumerRunner(
             self.app, self.settings.kafka_bootstrap or "", connection_pool(self.env, max_size=2),
             max_poll_interval_ms=10_000, session_timeout_ms=6_000, heartbeat_interval_ms=1_000,
+            # A topic created after the consumer joined is noticed within seconds.
+            metadata_max_age_ms=5_000,
         )
 
     def _relay(self) -> Any:
