@@ -42,7 +42,6 @@ from domain.reconciliation import (
 )
 from domain.values import Actor, BlobRef
 from domain.views import VIEWS
-from projections.dicom_index import DicomIndexView
 
 log = structlog.get_logger("orthovault.dicom_ingest")
 
@@ -103,13 +102,6 @@ def reconciliation_id(clinic_id: str, sop_instance_uid: str) -> UUID:
     return uuid.uuid5(INSTANCE_NAMESPACE, f"reconciliation\x1f{clinic_id}\x1f{sop_instance_uid}")
 
 
-def dicom_index_of(services: Services) -> DicomIndexView:
-    index = getattr(services, "dicom_index", None)
-    if index is None:
-        raise RuntimeError("Services.dicom_index is not wired (projections/dicom_index.py)")
-    return index
-
-
 def dicom_metadata(info: DicomInstance) -> dict[str, Any]:
     """What ``Image.MetadataExtracted(source="dicom")`` records: JSON-safe values only."""
     spacing = info.pixel_spacing
@@ -151,18 +143,6 @@ def _captured_on(day: date | None) -> datetime:
     return datetime.combine(day, time(12, 0), tzinfo=UTC)
 
 
-def wait_for_gallery(services: Services, position: int) -> None:
-    """Read-your-writes for the gallery, on the position of an event it applies (Captured):
-    a projection tracks only its own topics, so a later position would never be reached."""
-    if position <= 0:
-        return
-    try:
-        services.gallery.wait(services.app.name, position,
-                              timeout=services.settings.read_your_writes_timeout)
-    except TimeoutError:
-        log.warning("read_your_writes_timeout", position=position)
-
-
 def _demographics(info: DicomInstance) -> DicomDemographics:
     return DicomDemographics(info.patient_id, info.patient_name, info.patient_birth_date)
 
@@ -199,7 +179,7 @@ def _match(services: Services, actor: Actor, target: Patient | None,
         return _Match(target if not reasons else None, reasons, [target.id])
     if not info.patient_id:
         return _Match(None, [MismatchReason.NO_PATIENT_ID.value], [])
-    found = dicom_index_of(services).patients_by_external_id(actor.clinic_id, info.patient_id)
+    found = services.dicom_index.patients_by_external_id(actor.clinic_id, info.patient_id)
     if not found:
         return _Match(None, [MismatchReason.UNKNOWN_PATIENT_ID.value], [])
     if len(found) > 1:
@@ -234,9 +214,9 @@ def ingest_dicom(
     metadata = {**dicom_metadata(info), "view_code": view}
     image_id = instance_image_id(actor.clinic_id, sop_uid)
     item_id = reconciliation_id(actor.clinic_id, sop_uid)
-    if app.image_exists(image_id):
+    if app.exists(image_id):
         return _replay_image(services, actor, image_id, patient_id, sha256, info)
-    if app.reconciliation_exists(item_id):
+    if app.exists(item_id):
         return _replay_item(services, actor, item_id, sha256, info)
 
     match = _match(services, actor, target, info)
@@ -266,7 +246,7 @@ def ingest_dicom(
         services.blobs.backend.delete_key(original.key)
         raise
     if wait:
-        wait_for_gallery(services, written.captured_position)
+        services.wait_for_read_models(written.captured_position)
     return DicomIngestResult(IngestOutcome.FILED, image_id, None, match.patient.id,
                              written.position, replayed=False, instance=info,
                              captured_position=written.captured_position)
@@ -378,7 +358,7 @@ def file_reconciliation(services: Services, actor: Actor, item_id: UUID,
         services.blobs.backend.delete_key(original.key)
         raise
     services.blobs.backend.delete_key(item.original.key)
-    wait_for_gallery(services, written.captured_position)
+    services.wait_for_read_models(written.captured_position)
     return image_id
 
 

@@ -13,7 +13,6 @@ differ from the header inside the stored file.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import re
 from datetime import date
@@ -33,9 +32,7 @@ from adapters.image_codec import JPEG_QUALITY, THUMBNAIL_PX
 from api.dicom_ingest import (
     DicomIngestResult,
     IngestOutcome,
-    dicom_index_of,
     ingest_dicom,
-    wait_for_gallery,
 )
 from api.errors import problem
 from api.multipart_related import (
@@ -298,7 +295,7 @@ def search_studies(request: Request, actor: ActorDep) -> JSONResponse:
     held = _metadata_grant(actor)
     values, unsupported = _query_values(request)
     query = study_query(values, _hide_radiographs(held))
-    studies = dicom_index_of(services).studies(actor.clinic_id, query)
+    studies = services.dicom_index.studies(actor.clinic_id, query)
     return _dicom_json([_study_json(request, s) for s in studies],
                        headers=_warning(unsupported))
 
@@ -308,7 +305,7 @@ def search_series(study: str, request: Request, actor: ActorDep) -> JSONResponse
     services = services_of(request)
     held = _metadata_grant(actor)
     values, unsupported = _query_values(request)
-    series = dicom_index_of(services).series(
+    series = services.dicom_index.series(
         actor.clinic_id, study, hide_radiographs=_hide_radiographs(held),
         modality=_single(values, "Modality"),
         limit=_int_param(values, "limit", MAX_LIMIT, MAX_LIMIT),
@@ -325,7 +322,7 @@ def _search_instances(request: Request, actor: Actor, study: str,
     services = services_of(request)
     held = _metadata_grant(actor)
     values, unsupported = _query_values(request)
-    found = dicom_index_of(services).instances(
+    found = services.dicom_index.instances(
         actor.clinic_id, study, series, hide_radiographs=_hide_radiographs(held),
         limit=_int_param(values, "limit", MAX_LIMIT, MAX_LIMIT),
         offset=_int_param(values, "offset", 0, 10_000_000),
@@ -421,13 +418,11 @@ def _store_parts(services: Services, actor: Actor, request: Request, parts: list
 
 
 def _wait_for_read_models(services: Services, position: int, captured: int) -> None:
-    """Once for the whole request: the index (QIDO) and the gallery show what was stored."""
-    wait_for_gallery(services, captured)
-    if position <= 0:
-        return
-    with contextlib.suppress(TimeoutError):  # stored either way; QIDO catches up shortly
-        dicom_index_of(services).wait(services.app.name, position,
-                                      timeout=services.settings.read_your_writes_timeout)
+    """Once for the whole request: the index (QIDO) and the gallery show what was stored.
+
+    The gallery waits on the last capture: it does not follow reconciliation events."""
+    services.wait_for_read_models(captured, services.gallery)
+    services.wait_for_read_models(position, services.dicom_index)
 
 
 @router.post("/studies")
@@ -463,7 +458,7 @@ async def store_instances(request: Request, actor: ActorDep) -> JSONResponse:
 def _instances_of(services: Services, actor: Actor, study: str, series: str | None = None,
                   sop: str | None = None, *, hide_radiographs: bool = False
                   ) -> list[IndexedInstance]:
-    found = dicom_index_of(services).instances(
+    found = services.dicom_index.instances(
         actor.clinic_id, study, series, sop, hide_radiographs=hide_radiographs)
     if not found:
         what = "instance" if sop else "series" if series else "study"

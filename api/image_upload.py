@@ -157,7 +157,7 @@ def store_file(
 
     app.check_capture(actor, patient_id, category, fields.session_id, fields.view)
     image_id = image_id_for(actor, patient_id, idempotency_key)
-    if idempotency_key is not None and app.image_exists(image_id):
+    if idempotency_key is not None and app.exists(image_id):
         return _replay(services, actor, image_id, received.sha256)
 
     if received.size == 0:
@@ -218,7 +218,7 @@ def _capture(app: Imaging, actor: Actor, new: NewImage) -> Written:
         try:
             return app.capture_image(actor, new)
         except IntegrityError:
-            if app.image_exists(new.image_id):
+            if app.exists(new.image_id):
                 raise _SameKeyWon from None
     raise Conflict("concurrent_update", "the capture session kept changing; retry")
 

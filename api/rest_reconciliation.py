@@ -11,7 +11,7 @@ from fastapi import APIRouter, Body, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from api.dicom_ingest import dicom_index_of, file_reconciliation, reject_reconciliation
+from api.dicom_ingest import file_reconciliation, reject_reconciliation
 from api.rest_images import current_actor, services_of
 from domain.permissions import Permission, require
 from domain.values import Actor
@@ -23,7 +23,7 @@ ActorDep = Annotated[Actor, Depends(current_actor)]
 @router.get("")
 def list_open(request: Request, actor: ActorDep) -> JSONResponse:
     require(actor, Permission.CAPTURE)
-    items = dicom_index_of(services_of(request)).open_reconciliations(actor.clinic_id)
+    items = services_of(request).dicom_index.open_reconciliations(actor.clinic_id)
     return JSONResponse([
         {"id": str(i.item_id), "patientId": str(i.patient_id) if i.patient_id else None,
          "reasons": i.reasons, "sopInstanceUid": i.sop_uid, "studyInstanceUid": i.study_uid,

@@ -48,6 +48,7 @@ class CaptureCommands:
     repository: Any
     _save: Any
     get_patient: Any
+    exists: Any
 
     # ---- protocols -----------------------------------------------------------------------
 
@@ -111,7 +112,7 @@ class CaptureCommands:
             if value is not None and (not value.strip() or len(value) > 100):
                 raise InvalidInput("invalid_field", f"{label} must be 1-100 characters")
         session_id = session_id_for(actor.clinic_id, appointment_id)
-        if appointment_id is not None and self._exists(session_id):
+        if appointment_id is not None and self.exists(session_id):
             # One session per appointment: a repeated booking answers with the first one.
             return session_id, 0
         session = CaptureSession(
@@ -122,13 +123,6 @@ class CaptureCommands:
             milestone=milestone, actor=actor,
         )
         return session.id, self._save(session)
-
-    def _exists(self, aggregate_id: UUID) -> bool:
-        try:
-            self.repository.get(aggregate_id)
-        except AggregateNotFoundError:
-            return False
-        return True
 
     def capture_session(self, actor: Actor, session_id: UUID) -> CaptureSession:
         try:

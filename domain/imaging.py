@@ -295,9 +295,10 @@ class Imaging(ReconciliationCommands, CaptureCommands, Application[UUID]):
             return Written(image.id, self._save(image, session))
         return Written(image.id, self._save(image))
 
-    def image_exists(self, image_id: UUID) -> bool:
+    def exists(self, aggregate_id: UUID) -> bool:
+        """Whether anything was ever recorded under this id (a destroyed subject counts)."""
         try:
-            self.repository.get(image_id)
+            self.repository.get(aggregate_id)
         except AggregateNotFoundError:
             return False
         except Gone:

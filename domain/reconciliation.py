@@ -249,13 +249,6 @@ class ReconciliationCommands:
             raise NotFound("reconciliation_not_found", "no such reconciliation item")
         return item
 
-    def reconciliation_exists(self, item_id: UUID) -> bool:
-        try:
-            self.repository.get(item_id)
-        except AggregateNotFoundError:
-            return False
-        return True
-
     def _open_item(self, actor: Actor, item_id: UUID) -> DicomReconciliation:
         require(actor, Permission.CAPTURE)
         item = self.get_reconciliation(item_id, actor)

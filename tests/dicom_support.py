@@ -16,81 +16,29 @@ from typing import Any
 
 import numpy as np
 import pydicom
-import pytest
-from eventsourcing.postgres import PostgresTrackingRecorder
-from eventsourcing.projection import ProjectionRunner
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-import api.services as services_module
-from adapters.event_store import PostgresImaging
-from api import dicomweb, rest_reconciliation
 from api.app import create_app
-from api.services import Services, tracking_recorder
+from api.services import Services
 from conftest import token_for
 from domain.patient import ConsentScope
-from domain.reconciliation import ReconciliationCommands
 from domain.values import Actor
-from projections.dicom_index import DicomIndexProjection, DicomIndexView
+from projections.dicom_index import DicomIndexProjection
 from projections.gallery import GalleryProjection
 from workers import dicom_derivatives
-from workers.runner import WorkerRunner
 
 DICOM_JOBS = ("gallery_v1", DicomIndexProjection.name, dicom_derivatives.NAME)
 
 
-def wired_imaging() -> type[PostgresImaging]:
-    if issubclass(PostgresImaging, ReconciliationCommands):
-        return PostgresImaging
-
-    class WiredImaging(ReconciliationCommands, PostgresImaging):  # type: ignore[misc]
-        name = PostgresImaging.name
-
-    return WiredImaging
-
-
-def add_dicom_jobs(services: Services) -> None:
-    """What the lead adds to ``Services.build``/``_add_jobs``."""
-    if getattr(services, "dicom_index", None) is None:
-        services.dicom_index = tracking_recorder(  # type: ignore[attr-defined]
-            services.env, DicomIndexProjection.name, DicomIndexView)
-    if DicomIndexProjection.name not in services.supervisor.jobs:
-        services.supervisor.add(
-            DicomIndexProjection.name,
-            lambda: ProjectionRunner(
-                application_class=PostgresImaging, projection_class=DicomIndexProjection,
-                view_class=DicomIndexView, env=services.env,
-            ),
-        )
-    if dicom_derivatives.NAME not in services.supervisor.jobs:
-        def worker() -> WorkerRunner:
-            tracking = tracking_recorder(services.env, dicom_derivatives.NAME,
-                                         PostgresTrackingRecorder)
-            handler = dicom_derivatives.DicomDerivativesWorker(services.app, services.blobs,
-                                                                tracking)
-            return WorkerRunner(services.app, tracking, handler, dicom_derivatives.TOPICS)
-
-        services.supervisor.add(dicom_derivatives.NAME, worker)
-
-
 def build_dicom_services(settings: Any) -> Services:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(services_module, "PostgresImaging", wired_imaging())
-        services = Services.build(settings)
-    add_dicom_jobs(services)
-    return services
+    return Services.build(settings)
 
 
 def dicom_app(settings: Any, services: Services) -> FastAPI:
-    app = create_app(settings, services)
-    paths = {getattr(r, "path", "") for r in app.routes}
-    if not any(p.startswith("/dicomweb") for p in paths):
-        app.include_router(dicomweb.router)
-    if not any(p.startswith(rest_reconciliation.router.prefix) for p in paths):
-        app.include_router(rest_reconciliation.router)
-    return app
+    return create_app(settings, services)
 
 
 @dataclass

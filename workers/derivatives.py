@@ -1,9 +1,8 @@
 """Photo processing worker: one decode per captured raster image gives its preview and
 thumbnail, its quality report and a category suggestion, recorded in one transaction.
 
-Idempotent by construction: before working it checks the image's own state, and blob
-names are fixed per image, so replaying an event after a crash redoes nothing that was
-recorded and never records twice.
+Idempotent and failure-tolerant through ``workers/image_job.process_image``; blob names
+are fixed per image, so a redone pass overwrites rather than adds.
 """
 
 from __future__ import annotations
@@ -12,8 +11,7 @@ import json
 from dataclasses import asdict
 from typing import Any
 
-import structlog
-from eventsourcing.persistence import IntegrityError, Tracking, TrackingRecorder
+from eventsourcing.persistence import Tracking, TrackingRecorder
 from eventsourcing.utils import get_topic
 
 from adapters.blob_store import BlobCorrupted, EncryptedBlobStore
@@ -27,14 +25,12 @@ from adapters.image_codec import (
     working_pixels,
 )
 from domain.categorisation import Categorisation, Kind, PhotoClass, categorise
-from domain.errors import Gone
-from domain.image import Image, ImageCategory, ImageStatus
+from domain.image import Image, ImageCategory
 from domain.imaging import Imaging, PhotoProcessing
 from domain.photo_quality import QualityReport, assess
 from domain.values import Actor, BlobRef
 from domain.views import mirror_axis
-
-log = structlog.get_logger("orthovault.derivatives")
+from workers.image_job import process_image
 
 NAME = "derivatives_v1"
 TOPICS = (get_topic(Image.Captured),)
@@ -81,35 +77,13 @@ class DerivativesWorker:
         self.tracking.insert_tracking(tracking)
 
     def _process(self, image_id: Any) -> None:
-        for _attempt in range(3):
-            try:
-                image: Image = self.app.repository.get(image_id)
-            except Gone:
-                return  # destroyed before we got to it
-            if image.status == ImageStatus.DESTROYED.value or image.derivatives:
-                return
-            if image.processing_failure or image.original.media_type not in RASTER_TYPES:
-                return
-            actor = Actor(WORKER_ACTOR.user_id, WORKER_ACTOR.role, image.clinic_id)
-            try:
-                result = self._analyse(image)
-            except Gone:
-                return
-            except (BlobCorrupted, OSError, ValueError, SyntaxError) as error:
-                log.warning("derivatives_failed", image_id=str(image.id),
-                            error=type(error).__name__)
-                try:
-                    self.app.record_processing_failure(
-                        actor, image.id, "derivatives", type(error).__name__
-                    )
-                except IntegrityError:
-                    continue
-                return
-            try:
-                self.app.record_photo_processing(actor, image.id, result)
-            except IntegrityError:
-                continue  # the image changed meanwhile; look again
-            return
+        process_image(
+            self.app, image_id, worker=WORKER_ACTOR.user_id, stage="derivatives",
+            wanted=lambda image: image.original.media_type in RASTER_TYPES,
+            compute=self._analyse, record=self.app.record_photo_processing,
+            failure_code=lambda error: type(error).__name__,
+            failures=(BlobCorrupted, OSError, ValueError, SyntaxError),
+        )
 
     def _analyse(self, image: Image) -> PhotoProcessing:
         decoded = decode_at_least(self.blobs.read(image.id, image.original), PREVIEW_PX)
