@@ -103,10 +103,10 @@ def projections(data_dir: Path | None) -> None:
 @main.command()
 @data_dir_option
 def worker(data_dir: Path | None) -> None:
-    """Run the pixel workers (derivatives)."""
-    from workers import derivatives, dicom_derivatives
+    """Run the pixel workers (photo derivatives, DICOM renders, tile pyramids)."""
+    from workers import derivatives, dicom_derivatives, tiles
 
-    _run_jobs(data_dir, {derivatives.NAME, dicom_derivatives.NAME})
+    _run_jobs(data_dir, {derivatives.NAME, dicom_derivatives.NAME, tiles.NAME})
 
 
 @main.command()

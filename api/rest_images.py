@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Annotated
 from uuid import UUID
@@ -22,7 +21,7 @@ from domain.access import AccessKind
 from domain.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from domain.image import Image, ImageCategory
 from domain.permissions import Grant, Permission, grant, require
-from domain.values import Actor, BlobRef
+from domain.values import Actor
 
 router = APIRouter(prefix="/api/v1", tags=["images"])
 
@@ -184,30 +183,25 @@ def _serve(request: Request, actor: Actor, image_id: UUID, kind: AccessKind) -> 
                              headers=headers)
 
 
-_MANIFESTS: dict[tuple[UUID, str], dict[str, dict[str, object]]] = {}
 _TILE_NAME = re.compile(r"^\d{1,2}/\d{1,5}_\d{1,5}\.jpg$")
 
 
-def _tiles_of(services: Services, actor: Actor, image_id: UUID) -> tuple[Image, dict]:
+def _tiled_image(services: Services, actor: Actor, image_id: UUID) -> Image:
     image = _viewable_image(services, actor, image_id, AccessKind.TILES)
     if image.tiles is None:
         if image.width * image.height <= MIN_PIXELS:
             raise NotFound("no_tiles", "small images have no tile pyramid; use /preview")
+        if image.tiling_failure is not None:
+            raise NotFound("no_tiles", "no tile pyramid could be made; use /preview")
         raise Conflict("derivative_not_ready", "the tiles are still being generated")
-    ref = image.tiles["manifest"]
-    key = (image.id, ref.sha256)
-    if key not in _MANIFESTS:
-        if len(_MANIFESTS) > 256:
-            _MANIFESTS.clear()
-        _MANIFESTS[key] = json.loads(services.blobs.read(image.id, ref))
-    return image, _MANIFESTS[key]
+    return image
 
 
 @router.get("/images/{image_id}/tiles/image.dzi")
 def get_dzi(image_id: UUID, request: Request, actor: ActorDep) -> Response:
     """The DeepZoom descriptor of an image over 4 megapixels (opening it is one access)."""
     services = services_of(request)
-    image, _manifest = _tiles_of(services, actor, image_id)
+    image = _tiled_image(services, actor, image_id)
     services.app.record_access(actor, [(image.id, image.patient_id)], AccessKind.TILES)
     return Response(dzi_xml(image.tiles["width"], image.tiles["height"]),
                     media_type="application/xml",
@@ -222,14 +216,13 @@ def get_tile(image_id: UUID, level: int, tile: str, request: Request,
     name = f"{level}/{tile}"
     if not _TILE_NAME.match(name):
         raise NotFound("tile_not_found", "no such tile")
-    image, manifest = _tiles_of(services, actor, image_id)
-    entry = manifest.get(name)
-    if entry is None:
+    image = _tiled_image(services, actor, image_id)
+    found = services.tile_reader.tile(image.id, image.tiles["manifest"], name)
+    if found is None:
         raise NotFound("tile_not_found", "no such tile")
-    ref = BlobRef(key=f"{image.id}/tiles/{name}", sha256=str(entry["sha256"]),
-                  size=int(entry["size"]), media_type="image/jpeg")  # type: ignore[arg-type]
-    return Response(services.blobs.read(image.id, ref), media_type="image/jpeg",
-                    headers={"ETag": f'"{ref.sha256}"',
+    data, etag = found
+    return Response(data, media_type="image/jpeg",
+                    headers={"ETag": f'"{etag}"',
                              "Cache-Control": "private, max-age=86400, immutable"})
 
 

@@ -15,13 +15,14 @@ from adapters import embedded_postgres, local_secrets
 from adapters.blob_store import EncryptedBlobStore
 from adapters.event_store import PostgresImaging, connection_pool
 from adapters.local_folder import LocalFolderBackend
+from adapters.tile_reader import TileReader
 from api.auth import TokenConfig
 from api.settings import Settings, eventsourcing_env
 from projections.audit import AuditProjection, AuditView
 from projections.capture_sessions import CaptureSessionsProjection, CaptureSessionsView
 from projections.dicom_index import DicomIndexProjection, DicomIndexView
 from projections.gallery import GalleryProjection, GalleryView
-from workers import booking_consumer, derivatives, dicom_derivatives, kafka_relay
+from workers import booking_consumer, derivatives, dicom_derivatives, kafka_relay, tiles
 from workers.runner import WorkerRunner
 from workers.supervisor import Supervisor
 
@@ -68,7 +69,17 @@ def blob_backend(settings: Settings) -> Any:
 
 
 def tracking_recorder(env: dict[str, str], name: str, cls: type[Any]) -> Any:
+    """A tracking recorder (or read-model view) with its own connection pool."""
     return InfrastructureFactory.construct(env=Environment(name, env)).tracking_recorder(cls)
+
+
+def shared_tracking(app: PostgresImaging, name: str, cls: type[Any]) -> Any:
+    """A tracking recorder (or view) on the application's own pool: one pool per process
+    for the log, every read model and every runner, instead of one pool each."""
+    recorder = cls(datastore=app.recorder.datastore,
+                   tracking_table_name=f"{name.lower()}_tracking")
+    recorder.create_table()
+    return recorder
 
 
 PROJECTIONS: tuple[tuple[type[Any], type[Any]], ...] = (
@@ -91,6 +102,10 @@ class Services:
     dicom_index: DicomIndexView
     tokens: TokenConfig
     supervisor: Supervisor = field(default_factory=Supervisor)
+    tile_reader: TileReader = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.tile_reader = TileReader(self.blobs)
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -98,10 +113,10 @@ class Services:
         env = eventsourcing_env(database_url(settings), master_key(settings))
         app = PostgresImaging(env=env)
         blobs = EncryptedBlobStore(blob_backend(settings), app.key_store)
-        gallery = tracking_recorder(env, GalleryProjection.name, GalleryView)
-        audit = tracking_recorder(env, AuditProjection.name, AuditView)
-        sessions = tracking_recorder(env, CaptureSessionsProjection.name, CaptureSessionsView)
-        dicom_index = tracking_recorder(env, DicomIndexProjection.name, DicomIndexView)
+        gallery = shared_tracking(app, GalleryProjection.name, GalleryView)
+        audit = shared_tracking(app, AuditProjection.name, AuditView)
+        sessions = shared_tracking(app, CaptureSessionsProjection.name, CaptureSessionsView)
+        dicom_index = shared_tracking(app, DicomIndexProjection.name, DicomIndexView)
         services = cls(settings=settings, env=env, app=app, blobs=blobs, gallery=gallery,
                        audit=audit, sessions=sessions, dicom_index=dicom_index,
                        tokens=token_config(settings))
@@ -112,6 +127,7 @@ class Services:
         for projection, view in PROJECTIONS:
             self.supervisor.add(projection.name, self._projection_runner(projection, view))
         self.supervisor.add(derivatives.NAME, self._derivatives_runner)
+        self.supervisor.add(tiles.NAME, self._tiles_runner)
         self.supervisor.add(dicom_derivatives.NAME, self._dicom_derivatives_runner)
         if self.settings.kafka_bootstrap:
             self.supervisor.add(kafka_relay.NAME, self._relay)
@@ -140,16 +156,21 @@ class Services:
         )
 
     def _relay(self) -> Any:
-        tracking = tracking_recorder(self.env, kafka_relay.NAME, PostgresTrackingRecorder)
+        tracking = shared_tracking(self.app, kafka_relay.NAME, PostgresTrackingRecorder)
         return kafka_relay.KafkaRelay(self.app, tracking, self.settings.kafka_bootstrap or "")
 
     def _dicom_derivatives_runner(self) -> WorkerRunner:
-        tracking = tracking_recorder(self.env, dicom_derivatives.NAME, PostgresTrackingRecorder)
+        tracking = shared_tracking(self.app, dicom_derivatives.NAME, PostgresTrackingRecorder)
         worker = dicom_derivatives.DicomDerivativesWorker(self.app, self.blobs, tracking)
         return WorkerRunner(self.app, tracking, worker, dicom_derivatives.TOPICS)
 
+    def _tiles_runner(self) -> WorkerRunner:
+        tracking = shared_tracking(self.app, tiles.NAME, PostgresTrackingRecorder)
+        worker = tiles.TilesWorker(self.app, self.blobs, tracking)
+        return WorkerRunner(self.app, tracking, worker, tiles.TOPICS)
+
     def _derivatives_runner(self) -> WorkerRunner:
-        tracking = tracking_recorder(self.env, derivatives.NAME, PostgresTrackingRecorder)
+        tracking = shared_tracking(self.app, derivatives.NAME, PostgresTrackingRecorder)
         worker = derivatives.DerivativesWorker(self.app, self.blobs, tracking)
         return WorkerRunner(self.app, tracking, worker, derivatives.TOPICS)
 

@@ -69,9 +69,11 @@ def eventsourcing_env(database_url: str, master_key: str) -> dict[str, str]:
         "POSTGRES_PORT": str(url.port or 5432),
         "POSTGRES_USER": unquote(url.username or "postgres"),
         "POSTGRES_PASSWORD": unquote(url.password or ""),
-        # Several datastores share one server (app, views, runners): keep each pool small.
+        # One pool per process serves the log, every read model and every runner (see
+        # api/services.py); connections are held only while used, LISTEN is shared.
         "POSTGRES_POOL_SIZE": "1",
-        "POSTGRES_MAX_OVERFLOW": "7",
+        "POSTGRES_MAX_OVERFLOW": "15",
+        "APPLICATION_RECORDER_TOPIC": "adapters.log_listener:SharedListenRecorder",
         "CREATE_TABLE": "true",
         "ORTHOVAULT_MASTER_KEY": master_key,
     }

@@ -75,6 +75,7 @@ class Image(Aggregate):
         self.category_source = category_source
         self.quality: dict[str, Any] | None = None
         self.tiles: dict[str, Any] | None = None
+        self.tiling_failure: str | None = None
 
     def tag(self, *, tag: str, actor: Actor) -> None:
         """Adding a tag the image already has records nothing."""
@@ -115,9 +116,14 @@ class Image(Aggregate):
     @event("TilesGenerated")
     def record_tiles(self, *, manifest: BlobRef, width: int, height: int, tile_count: int,
                      actor: Actor) -> None:
-        """A DeepZoom pyramid; ``manifest`` lists every tile's blob hash and size."""
+        """A DeepZoom pyramid; ``manifest`` locates every tile (see adapters/deepzoom.py)."""
         self.tiles = {"manifest": manifest, "width": width, "height": height,
                       "tile_count": tile_count}
+
+    @event("TilingFailed")
+    def record_tiling_failure(self, *, code: str, actor: Actor) -> None:
+        """The pyramid could not be made; the image itself stays usable (preview, original)."""
+        self.tiling_failure = code
 
     @event("DerivativesGenerated")
     def record_derivatives(self, *, derivatives: dict[str, BlobRef], actor: Actor) -> None:

@@ -83,6 +83,16 @@ class NewImage:
 
 
 @dataclass(frozen=True)
+class TilePyramid:
+    """A stored DeepZoom pyramid: its manifest blob and the full-resolution size."""
+
+    manifest: BlobRef
+    width: int
+    height: int
+    tile_count: int
+
+
+@dataclass(frozen=True)
 class PhotoProcessing:
     """What the photo worker found: derivatives, quality, and a category suggestion."""
 
@@ -91,7 +101,6 @@ class PhotoProcessing:
     category: ImageCategory | None = None
     view: str | None = None
     confidence: float | None = None
-    tiles: tuple[BlobRef, int, int, int] | None = None  # manifest, width, height, count
 
 
 def normalise_tag(tag: str) -> str:
@@ -362,11 +371,20 @@ class Imaging(ReconciliationCommands, CaptureCommands, Application[UUID]):
         if result.category is not None and image.category_source != "user":
             image.categorise(category=result.category.value, view=result.view, source="auto",
                              actor=actor, confidence=result.confidence)
-        if result.tiles is not None:
-            manifest, width, height, count = result.tiles
-            image.record_tiles(manifest=manifest, width=width, height=height,
-                               tile_count=count, actor=actor)
         image.record_derivatives(derivatives=result.derivatives, actor=actor)
+        return Written(image.id, self._save(image))
+
+    @retry_on_conflict
+    def record_tiles(self, actor: Actor, image_id: UUID, tiles: TilePyramid) -> Written:
+        image = self.repository.get(image_id)
+        image.record_tiles(manifest=tiles.manifest, width=tiles.width, height=tiles.height,
+                           tile_count=tiles.tile_count, actor=actor)
+        return Written(image.id, self._save(image))
+
+    @retry_on_conflict
+    def record_tiling_failure(self, actor: Actor, image_id: UUID, code: str) -> Written:
+        image = self.repository.get(image_id)
+        image.record_tiling_failure(code=code, actor=actor)
         return Written(image.id, self._save(image))
 
     @retry_on_conflict

@@ -1,5 +1,7 @@
 """Photo processing worker: one decode per captured raster image gives its preview and
 thumbnail, its quality report and a category suggestion, recorded in one transaction.
+The tile pyramid of a large image is the tiles worker's job (``workers/tiles.py``), so a
+photo shows in the gallery without waiting for its full-resolution decode.
 
 Idempotent and failure-tolerant through ``workers/image_job.process_image``; blob names
 are fixed per image, so a redone pass overwrites rather than adds.
@@ -7,7 +9,6 @@ are fixed per image, so a redone pass overwrites rather than adds.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from typing import Any
 
@@ -15,7 +16,6 @@ from eventsourcing.persistence import Tracking, TrackingRecorder
 from eventsourcing.utils import get_topic
 
 from adapters.blob_store import BlobCorrupted, EncryptedBlobStore
-from adapters.deepzoom import make_pyramid, wants_tiles
 from adapters.image_codec import (
     PREVIEW_PX,
     RASTER_TYPES,
@@ -28,7 +28,7 @@ from domain.categorisation import Categorisation, Kind, PhotoClass, categorise
 from domain.image import Image, ImageCategory
 from domain.imaging import Imaging, PhotoProcessing
 from domain.photo_quality import QualityReport, assess
-from domain.values import Actor, BlobRef
+from domain.values import Actor
 from domain.views import mirror_axis
 from workers.image_job import process_image
 
@@ -99,20 +99,5 @@ class DerivativesWorker:
         report = assess(pixels, original_size=(image.width, image.height), view_code=image.view)
         found = categorise(pixels, width=image.width, height=image.height)
         category, view = suggested_category(found)
-        tiles = self._tiles(image) if wants_tiles(image.width, image.height) else None
         return PhotoProcessing(derivatives=refs, quality=quality_payload(report),
-                               category=category, view=view, confidence=found.confidence,
-                               tiles=tiles)
-
-    def _tiles(self, image: Image) -> tuple[BlobRef, int, int, int]:
-        pyramid = make_pyramid(self.blobs.read(image.id, image.original),
-                               mirror_axis(image.view))
-        manifest: dict[str, dict[str, object]] = {}
-        for name, data in pyramid.tiles:
-            ref = self.blobs.put_bytes(image.id, f"tiles/{name}", data, "image/jpeg",
-                                       owner_id=image.patient_id)
-            manifest[name] = {"sha256": ref.sha256, "size": ref.size}
-        manifest_ref = self.blobs.put_bytes(
-            image.id, "tiles/manifest.json", json.dumps(manifest).encode(), "application/json",
-            owner_id=image.patient_id)
-        return manifest_ref, pyramid.width, pyramid.height, len(manifest)
+                               category=category, view=view, confidence=found.confidence)

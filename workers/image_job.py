@@ -37,14 +37,18 @@ def process_image(
     record: Callable[[Actor, UUID, Result], Any],
     failure_code: Callable[[Exception], str],
     failures: tuple[type[Exception], ...] = (Exception,),
+    done: Callable[[Image], bool] | None = None,
+    record_failure: Callable[[Actor, UUID, str], Any] | None = None,
 ) -> None:
+    """``done`` says the stage already happened (default: derivatives or a failure exist);
+    ``record_failure`` records a stage's failure (default: ``ProcessingFailed``)."""
+    finished = done or _processed
     for _attempt in range(ATTEMPTS):
         try:
             image: Image = app.repository.get(image_id)
         except Gone:
             return  # destroyed before we got to it
-        if (image.status == ImageStatus.DESTROYED.value or image.derivatives
-                or image.processing_failure or not wanted(image)):
+        if image.status == ImageStatus.DESTROYED.value or finished(image) or not wanted(image):
             return
         actor = Actor(user_id=worker, role="system", clinic_id=image.clinic_id)
         try:
@@ -56,7 +60,10 @@ def process_image(
             log.warning("processing_failed", worker=worker, image_id=str(image.id), code=code,
                         error=type(error).__name__)
             try:
-                app.record_processing_failure(actor, image.id, stage, code)
+                if record_failure is not None:
+                    record_failure(actor, image.id, code)
+                else:
+                    app.record_processing_failure(actor, image.id, stage, code)
             except IntegrityError:
                 continue
             return
@@ -65,3 +72,7 @@ def process_image(
         except IntegrityError:
             continue  # the image changed meanwhile; look again
         return
+
+
+def _processed(image: Image) -> bool:
+    return bool(image.derivatives or image.processing_failure)

@@ -73,5 +73,6 @@ class WorkerRunner:
         self._thread.join(timeout=30)
         self._subscription.__exit__(*exc)
         datastore = getattr(self.tracking, "datastore", None)
-        if self._owns_tracking and datastore is not None:
-            datastore.close()  # a tracking recorder made for this run; the app is shared
+        shared = getattr(getattr(self.app, "recorder", None), "datastore", None)
+        if self._owns_tracking and datastore is not None and datastore is not shared:
+            datastore.close()  # a pool made for this run; never the application's own
