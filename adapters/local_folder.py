@@ -59,3 +59,23 @@ class LocalFolderBackend:
 
     def delete_key(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
+
+    def subjects(self) -> Iterator[tuple[str, float]]:
+        """Every subject folder with the newest modification time (epoch seconds) in it."""
+        for shard in sorted(self.root.iterdir()):
+            if not shard.is_dir():
+                continue
+            for folder in sorted(shard.iterdir()):
+                if folder.is_dir():
+                    times = [p.stat().st_mtime for p in folder.rglob("*") if p.is_file()]
+                    yield folder.name, max(times, default=folder.stat().st_mtime)
+
+    def unfinished_writes(self) -> Iterator[tuple[str, float]]:
+        """Temporary files a crash left behind mid-write (path, modification time)."""
+        for path in self.root.rglob(".tmp-*"):
+            yield str(path), path.stat().st_mtime
+
+    def remove_unfinished(self, path: str) -> None:
+        target = Path(path)
+        if target.name.startswith(".tmp-") and self.root in target.parents:
+            target.unlink(missing_ok=True)

@@ -214,6 +214,25 @@ class S3Backend:
                 continue
             self._delete_listed(bucket, prefix)
 
+    def subjects(self) -> Iterator[tuple[str, float]]:
+        """Every subject prefix with its newest object's modification time (epoch seconds)."""
+        newest: dict[str, float] = {}
+        listed = self._call(self.bucket, lambda: list(self._client.list_objects(
+            self.bucket, recursive=True)))
+        for item in listed:
+            subject, _, _name = (item.object_name or "").partition("/")
+            stamp = item.last_modified.timestamp() if item.last_modified else 0.0
+            if subject:
+                newest[subject] = max(stamp, newest.get(subject, 0.0))
+        yield from sorted(newest.items())
+
+    def unfinished_writes(self) -> Iterator[tuple[str, float]]:
+        """S3 writes are atomic (an interrupted multipart upload is never an object)."""
+        return iter(())
+
+    def remove_unfinished(self, path: str) -> None:
+        raise ValueError("S3 has no unfinished writes to remove")
+
     # ---- beyond the protocol -----------------------------------------------------------
 
     def ensure_buckets(self, *, archive: bool = True) -> None:

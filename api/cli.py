@@ -262,6 +262,32 @@ def audit_verify(data_dir: Path | None, against_log: bool) -> None:
     raise SystemExit(1)
 
 
+@main.command()
+@data_dir_option
+@click.option("--grace-hours", type=float, default=24.0, show_default=True,
+              help="Leave blobs written more recently than this (uploads in flight).")
+@click.option("--dry-run", is_flag=True, help="Only report what would be removed.")
+def gc(data_dir: Path | None, grace_hours: float, dry_run: bool) -> None:
+    """Remove blobs no event refers to: orphans of crashed uploads, unfinished writes and
+    the ciphertext of destroyed subjects."""
+    from datetime import timedelta
+
+    from api.blob_gc import collect_garbage
+    from api.services import Services
+
+    services = Services.build(_settings(data_dir, run_background=False))
+    try:
+        report = collect_garbage(services.app, services.blobs.backend,
+                                 grace=timedelta(hours=grace_hours), dry_run=dry_run)
+    finally:
+        services.close()
+    verb = "would remove" if dry_run else "removed"
+    click.echo(f"{report.subjects_checked} subjects checked; {verb} "
+               f"{len(report.orphans)} orphaned, {len(report.shredded)} destroyed, "
+               f"{report.unfinished_writes} unfinished writes; {report.skipped_recent} "
+               f"too recent to judge")
+
+
 def _register_dicom_commands() -> None:
     from api.cli_dicom import dicom_listen
 
