@@ -102,6 +102,19 @@ def test_delete_prefix_deletes_only_that_subject(backend: S3Backend) -> None:
         backend.delete_prefix("aab")  # not a folder: would also match "aabc/..."
 
 
+def test_subjects_are_listed_with_their_newest_write(backend: S3Backend) -> None:
+    """What `orthovault gc` walks: one entry per subject prefix, newest write time."""
+    import time
+
+    before = time.time() - 120  # moto's clock and ours may differ by a little
+    for key in ("gc-one/original", "gc-one/preview.jpg", "gc-two/original"):
+        backend.write(key, [b"x"])
+    listed = dict(backend.subjects())
+    assert {"gc-one", "gc-two"} <= set(listed)
+    assert all(listed[s] > before for s in ("gc-one", "gc-two"))
+    assert list(backend.unfinished_writes()) == []  # S3 writes are atomic
+
+
 def test_failed_write_leaves_no_object_and_keeps_the_old_one(s3_server: S3Server,
                                                              backend: S3Backend) -> None:
     backend.write("subj/original", [b"the good version"])
