@@ -22,6 +22,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+import psycopg
 from eventsourcing.persistence import Mapper, StoredEvent, Transcoder
 from eventsourcing.utils import get_topic, resolve_topic
 from psycopg.conninfo import make_conninfo
@@ -158,17 +159,30 @@ def master_key_from_env(env: Any) -> bytes:
     return key
 
 
-def connection_pool(env: Any, *, max_size: int = 8) -> ConnectionPool:
-    """A small pool on the same database the event store uses (configured alike)."""
-    conninfo = make_conninfo(
+def _conninfo(env: Any) -> str:
+    return make_conninfo(
         **{
             name: env.get("POSTGRES_" + name.upper(), default)
             for name, default in (("dbname", "postgres"), ("host", "127.0.0.1"),
                                   ("port", "5432"), ("user", "postgres"), ("password", ""))
         }
     )
-    return ConnectionPool(conninfo, min_size=1, max_size=max_size, open=True,
+
+
+def connection_pool(env: Any, *, max_size: int = 8) -> ConnectionPool:
+    """A small pool on the same database the event store uses (configured alike)."""
+    return ConnectionPool(_conninfo(env), min_size=1, max_size=max_size, open=True,
                           kwargs={"autocommit": True}, name="orthovault-keys")
+
+
+def check_connection(env: Any) -> None:
+    """Connect once, so a wrong address, password or TLS setting (libpq's PGSSLMODE…) is
+    reported as PostgreSQL says it, not as a pool timeout half a minute later."""
+    try:
+        psycopg.connect(_conninfo(env), connect_timeout=10).close()
+    except psycopg.OperationalError as error:
+        reason = " ".join(str(error).split())
+        raise RuntimeError(f"cannot connect to PostgreSQL: {reason}") from None
 
 
 class PostgresImaging(Imaging):

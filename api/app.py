@@ -14,6 +14,7 @@ from api import dicomweb, errors, graphql_schema, rest_images, rest_reconciliati
 from api.observability import Metrics, configure_logging, request_context_middleware
 from api.services import Services
 from api.settings import Settings
+from api.transport_security import hsts_middleware
 
 
 def _runner_lags(services: Services) -> Iterable[tuple[str, int, int, bool]]:
@@ -54,6 +55,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     )
     app.state.metrics = metrics
     app.middleware("http")(request_context_middleware(metrics))
+    app.middleware("http")(hsts_middleware)
     errors.install(app)
     app.include_router(rest_images.router)
     app.include_router(rest_reconciliation.router)

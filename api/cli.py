@@ -38,16 +38,22 @@ def serve(data_dir: Path | None, host: str | None, port: int | None) -> None:
     With no configuration this runs an embedded PostgreSQL under the data directory and
     keeps blobs in its blobs/ folder: nothing else to install or start.
     """
-    import uvicorn
-
     from api.app import create_app
+    from api.transport_security import server
 
     settings = _settings(data_dir, host=host, port=port)
     os.environ.setdefault("ORTHOVAULT_DATA_DIR", str(settings.data_dir))
+    certfile, keyfile = settings.tls_certfile, settings.tls_keyfile
+    scheme = "https" if certfile else "http"
     click.echo(f"orthovault: data in {settings.data_dir.resolve()}, "
-               f"serving on http://{settings.host}:{settings.port}", err=True)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
-                log_config=None, access_log=False)
+               f"serving on {scheme}://{settings.host}:{settings.port}", err=True)
+    try:
+        uvicorn_server = server(create_app(settings), settings.host, settings.port,
+                                str(certfile) if certfile else None,
+                                str(keyfile) if keyfile else None)
+    except (ValueError, OSError) as error:  # ssl.SSLError is an OSError
+        raise click.ClickException(f"cannot serve TLS: {error}") from None
+    uvicorn_server.run()
 
 
 @main.command()

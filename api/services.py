@@ -13,7 +13,7 @@ from eventsourcing.utils import Environment
 
 from adapters import embedded_postgres, local_secrets
 from adapters.blob_store import EncryptedBlobStore
-from adapters.event_store import PostgresImaging, connection_pool
+from adapters.event_store import PostgresImaging, check_connection, connection_pool
 from adapters.local_folder import LocalFolderBackend
 from adapters.tile_reader import TileReader
 from api.auth import TokenConfig
@@ -111,6 +111,7 @@ class Services:
     def build(cls, settings: Settings) -> Services:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         env = eventsourcing_env(database_url(settings), master_key(settings))
+        check_connection(env)
         app = PostgresImaging(env=env)
         blobs = EncryptedBlobStore(blob_backend(settings), app.key_store)
         gallery = shared_tracking(app, GalleryProjection.name, GalleryView)

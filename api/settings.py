@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     mode: Literal["embedded", "production"] = "embedded"
     host: str = "127.0.0.1"
     port: int = 8000
+    tls_certfile: Path | None = Field(
+        default=None, description="PEM certificate (chain): `serve` then speaks TLS 1.2+ only.")
+    tls_keyfile: Path | None = Field(default=None, description="PEM private key for it.")
     max_upload_bytes: int = 256 * 1024 * 1024
     max_image_pixels: int = 120_000_000
     read_your_writes_timeout: float = 10.0
