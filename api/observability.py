@@ -23,7 +23,7 @@ REQUEST_ID_HEADER = "X-Request-ID"
 
 def configure_logging(level: str = "INFO") -> None:
     logging.basicConfig(format="%(message)s", stream=sys.stderr, level=level.upper(), force=True)
-    for noisy in ("uvicorn.access",):
+    for noisy in ("uvicorn.access", "pyvips"):  # libvips logs every threadpool at INFO
         logging.getLogger(noisy).setLevel(logging.WARNING)
     structlog.configure(
         processors=[
