@@ -112,6 +112,8 @@ class DicomInstance:
     study_date: date | None
     study_description: str | None
     series_description: str | None
+    # Images in Acquisition (0020,1002): how many slices a CT series announces, if it does.
+    images_in_acquisition: int | None = None
 
 
 # --- sniffing ---------------------------------------------------------------------------------
@@ -263,9 +265,20 @@ def _check_complete(data: bytes, ds: Dataset) -> None:
 # --- parsing ----------------------------------------------------------------------------------
 
 
+# Executable, script and document magic in the free 128-byte preamble makes a DICOM file a
+# polyglot (CVE-2019-11687): zeros, a TIFF header or vendor text stay allowed.
+_HOSTILE_PREAMBLES = (b"MZ", b"\x7fELF", b"#!", b"<", b"PK\x03\x04", b"%PDF", b"\xca\xfe\xba\xbe",
+                      b"\xcf\xfa\xed\xfe", b"\xfe\xed\xfa")
+SUSPICIOUS_PREAMBLE = "dicom_suspicious_preamble"
+
+
 def _parse(data: bytes) -> Dataset:
     if not looks_like_dicom(data[:132]):
         raise UnsupportedMedia(NOT_DICOM, "The file is not DICOM (no DICM marker, no dataset).")
+    if data[128:132] == b"DICM" and data[:128].lstrip(b"\0 \t\r\n").startswith(
+            _HOSTILE_PREAMBLES):
+        raise UnsupportedMedia(SUSPICIOUS_PREAMBLE,
+                               "The DICOM preamble holds an executable, script or document.")
     try:
         ds = pydicom.dcmread(io.BytesIO(data), force=True)
     except InvalidDicomError as exc:
@@ -327,7 +340,9 @@ def _get(ds: Dataset, keyword: str, convert: Callable[[Any], _T]) -> _T | None:
 
 
 def _text(value: Any) -> str | None:
-    text = str(value).strip()
+    # Control characters (a NUL inside a PN, say) are never meaningful in these VRs and
+    # PostgreSQL text columns refuse NUL: drop them rather than poison the read models.
+    text = "".join(ch for ch in str(value) if ch.isprintable()).strip()
     return text or None
 
 
@@ -428,6 +443,7 @@ def read_dicom(data: bytes) -> DicomInstance:
         study_date=_get(ds, "StudyDate", _date),
         study_description=_get(ds, "StudyDescription", _text),
         series_description=_get(ds, "SeriesDescription", _text),
+        images_in_acquisition=_get(ds, "ImagesInAcquisition", int),
     )
 
 

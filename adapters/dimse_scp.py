@@ -139,8 +139,11 @@ def worklist_matches(query: Dataset, item: WorklistItem) -> bool:
     if not steps:
         return True
     step = steps[0]
+    # A step bound to no station (a capture session) may be performed at any of them.
+    station_ok = item.station_ae_title is None or matches_text(
+        step.get("ScheduledStationAETitle"), item.station_ae_title)
     return (matches_text(step.get("Modality"), item.modality)
-            and matches_text(step.get("ScheduledStationAETitle"), item.station_ae_title)
+            and station_ok
             and matches_date(step.get("ScheduledProcedureStepStartDate"),
                              item.scheduled_start.date()))
 

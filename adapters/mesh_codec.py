@@ -45,6 +45,16 @@ class MeshFormat(StrEnum):
     OBJ = "obj"
 
 
+# How a stored original is labelled; PLY has no registered media type.
+MEDIA_TYPES: dict[MeshFormat, str] = {
+    MeshFormat.STL_BINARY: "model/stl",
+    MeshFormat.STL_ASCII: "model/stl",
+    MeshFormat.PLY: "model/x-ply",
+    MeshFormat.OBJ: "model/obj",
+}
+MESH_MEDIA_TYPES = frozenset(MEDIA_TYPES.values())
+
+
 @dataclass(frozen=True, slots=True)
 class MeshStats:
     triangles: int  # as stored in the file, polygons counted after triangulation

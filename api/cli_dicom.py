@@ -3,6 +3,7 @@
 Stored objects are filed through ``api.dicom_ingest.ingest_dicom`` as a device actor of the
 configured clinic, matched to patients by PatientID (a mismatch becomes a reconciliation
 item). The device acts with the clinical-staff grant: it may capture, never delete.
+The Modality Worklist is the clinic's open capture sessions (``api/dicom_worklist.py``).
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ import hashlib
 import io
 import signal
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import click
 
-from adapters.dimse_scp import DimseServer, StoreHandler, WorklistItem, WorklistProvider
+from adapters.dimse_scp import DimseServer, StoreHandler, WorklistProvider
 from api.dicom_ingest import ingest_dicom
+from api.dicom_worklist import DEFAULT_MODALITIES, worklist_provider
 from api.services import Services
 from api.settings import Settings
 from domain.values import Actor
@@ -39,15 +42,13 @@ def store_handler(services: Services, actor: Actor) -> StoreHandler:
     return store
 
 
-def no_worklist() -> list[WorklistItem]:
-    return []
-
-
 def build_server(services: Services, *, ae_title: str, clinic_id: str, host: str, port: int,
-                 worklist: WorklistProvider | None = None) -> DimseServer:
+                 worklist: WorklistProvider | None = None,
+                 modalities: Sequence[str] = DEFAULT_MODALITIES) -> DimseServer:
+    """The listener; its worklist is the clinic's open capture sessions unless given."""
     actor = device_actor(clinic_id, ae_title)
-    return DimseServer(ae_title, store_handler(services, actor), worklist or no_worklist,
-                       host=host, port=port)
+    provider = worklist or worklist_provider(services, clinic_id, modalities)
+    return DimseServer(ae_title, store_handler(services, actor), provider, host=host, port=port)
 
 
 @click.command("dicom-listen")
@@ -59,8 +60,11 @@ def build_server(services: Services, *, ae_title: str, clinic_id: str, host: str
               help="Address to listen on (0.0.0.0 for modalities on the network).")
 @click.option("--port", type=int, default=11112, show_default=True)
 @click.option("--clinic", required=True, help="The clinic whose modalities send here.")
+@click.option("--worklist-modality", "modalities", multiple=True,
+              default=DEFAULT_MODALITIES, show_default=True,
+              help="Modality each open capture session is offered for (repeatable).")
 def dicom_listen(data_dir: Path | None, ae_title: str, host: str, port: int,
-                 clinic: str) -> None:
+                 clinic: str, modalities: tuple[str, ...]) -> None:
     """Receive images from X-ray units and scanners (C-STORE), answer C-ECHO and the
     Modality Worklist (C-FIND)."""
     from api.observability import configure_logging
@@ -70,7 +74,7 @@ def dicom_listen(data_dir: Path | None, ae_title: str, host: str, port: int,
     services = Services.build(settings)
     try:
         server = build_server(services, ae_title=ae_title, clinic_id=clinic, host=host,
-                              port=port)
+                              port=port, modalities=modalities)
     except ValueError as error:
         services.close()
         raise click.BadParameter(str(error), param_hint="--ae-title") from None

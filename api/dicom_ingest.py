@@ -125,6 +125,7 @@ def dicom_metadata(info: DicomInstance) -> dict[str, Any]:
         "study_date": info.study_date.isoformat() if info.study_date else None,
         "study_description": info.study_description,
         "series_description": info.series_description,
+        "images_in_acquisition": info.images_in_acquisition,
         # PHI: only ever inside sealed event state and the DICOM read model.
         "patient": {
             "id": info.patient_id, "name": info.patient_name,

@@ -57,6 +57,18 @@ class IndexedInstance:
 
 
 @dataclass(frozen=True)
+class PatientDemographics:
+    """What a modality worklist shows of a patient (PHI)."""
+
+    patient_id: UUID
+    external_id: str
+    family_name: str
+    given_name: str
+    birth_date: date
+    sex: str
+
+
+@dataclass(frozen=True)
 class IndexedStudy:
     study_uid: str
     patient_id: UUID
@@ -169,6 +181,19 @@ class DicomIndexView(PostgresTrackingRecorder):
                 (clinic_id, external_id.strip()),
             )
             return [row["patient_id"] for row in curs.fetchall()]
+
+    def demographics(self, clinic_id: str,
+                     patient_ids: list[UUID]) -> dict[UUID, PatientDemographics]:
+        if not patient_ids:
+            return {}
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                SQL("SELECT patient_id, external_id, family_name, given_name, birth_date, sex"
+                    " FROM {} WHERE clinic_id = %s AND patient_id = ANY(%s)"
+                    ).format(self.patients_table),
+                (clinic_id, list(patient_ids)),
+            )
+            return {row["patient_id"]: PatientDemographics(**row) for row in curs.fetchall()}
 
     def _joined(self) -> Composed:
         return SQL("{} i LEFT JOIN {} p ON p.patient_id = i.patient_id").format(

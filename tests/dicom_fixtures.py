@@ -32,7 +32,8 @@ def dicom_stack(database_factory: Callable[[], str],
     # Only the jobs these tests read from, and per module rather than per session: a stack
     # holds a dozen connections, and the rest of the suite needs them afterwards.
     settings = make_settings(database_factory(), tmp_path_factory.mktemp("dicom-data"),
-                             in_process_jobs=",".join(DICOM_JOBS))
+                             in_process_jobs=",".join(DICOM_JOBS),
+                             cbct_stable_seconds=2.0)
     services = build_dicom_services(settings)
     services.start_background()
     port = _free_port()

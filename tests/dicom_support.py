@@ -28,9 +28,13 @@ from domain.patient import ConsentScope
 from domain.values import Actor
 from projections.dicom_index import DicomIndexProjection
 from projections.gallery import GalleryProjection
-from workers import dicom_derivatives
+from projections.search import SearchProjection
+from workers import cbct_assembly, dicom_derivatives
 
-DICOM_JOBS = ("gallery_v1", DicomIndexProjection.name, dicom_derivatives.NAME)
+DICOM_JOBS = ("gallery_v1", DicomIndexProjection.name, dicom_derivatives.NAME,
+              "capture_sessions_v1",  # the worklist reads the capture sessions
+              cbct_assembly.NAME,
+              SearchProjection.name)  # read-your-writes waits for the gallery and search
 
 
 def build_dicom_services(settings: Any) -> Services:

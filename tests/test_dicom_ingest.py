@@ -26,6 +26,7 @@ from api.dicom_ingest import (
 )
 from api.errors import STATUS
 from conftest import wait_until
+from domain.consent_rules import ConsentRefusal
 from domain.errors import OrthovaultError
 from domain.image import Image
 from domain.reconciliation import DicomReconciliation, split_person_name
@@ -45,8 +46,14 @@ def _ingest(stack: DicomStack, clinic: str, data: bytes, patient_id: uuid.UUID |
 
 
 def _stored_state(stack: DicomStack) -> tuple[int, int]:
-    """(log head, blob files): both must stay put when an object is refused."""
-    head = stack.services.app.recorder.max_notification_id() or 0
+    """(log head, blob files): both must stay put when an object is refused.
+
+    A refused consent check is itself recorded (ConsentRefusal, by design: issue 7); that
+    record is not counted.
+    """
+    refusals = stack.services.app.recorder.select_notifications(
+        start=None, limit=1_000_000, topics=[get_topic(ConsentRefusal.Recorded)])
+    head = (stack.services.app.recorder.max_notification_id() or 0) - len(refusals)
     blobs = sum(1 for p in stack.services.settings.blob_dir.rglob("*") if p.is_file())
     return head, blobs
 
