@@ -32,7 +32,12 @@ from domain.geometry import Point
 
 class CalibrationSource(StrEnum):
     DICOM_PIXEL_SPACING = "dicom_pixel_spacing"
+    # A film scan's resolution (dpi) divided by the radiographic magnification, recorded by
+    # a clinician (see domain/image_calibration.py); as good as corrected imager spacing.
+    SCAN_RESOLUTION = "scan_resolution"
     RULER = "ruler"
+    # A mm-per-pixel figure typed in by a clinician without further provenance.
+    MANUAL = "manual"
     DEVICE_DEFAULT = "device_default"
 
 
