@@ -144,3 +144,31 @@ class IdempotentConsumer:
             self.consumer.commit(
                 {tp: OffsetAndMetadata(offset, "", -1) for tp, offset in done.items()}
             )
+
+
+class TopicConsumer:
+    """A supervisor job: one inbound topic, consumed in a consumer group of its own (a
+    rebalance of another topic never pauses it), each record applied once."""
+
+    def __init__(self, name: str, topic: str, handler: Handler, bootstrap: str,
+                 pool: ConnectionPool, *, group_id: str, **consumer_overrides: Any):
+        self._pool = pool
+        self._stop = threading.Event()
+        self._consumer = KafkaConsumer(topic, **consumer_config(bootstrap, group_id,
+                                                                **consumer_overrides))
+        self._idempotent = IdempotentConsumer(name, self._consumer, pool, handler)
+        self._idempotent.create_schema()
+
+    def __enter__(self) -> TopicConsumer:
+        return self
+
+    def run_forever(self, timeout: float | None = None) -> None:
+        self._idempotent.run(self._stop, timeout_ms=500)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._consumer.close()
+        self._pool.close()

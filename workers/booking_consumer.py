@@ -13,7 +13,6 @@ booking error must not block every later appointment on the partition.
 
 from __future__ import annotations
 
-import threading
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -67,34 +66,3 @@ def handler(app: Imaging) -> Any:
         open_session_for(app, event)
 
     return handle
-
-
-class BookingConsumerRunner:
-    """A supervisor job: consume ``booking.appointments`` as a consumer group member."""
-
-    def __init__(self, app: Imaging, bootstrap: str, pool: Any, *, group_id: str = "orthovault",
-                 **consumer_overrides: Any):
-        from kafka import KafkaConsumer
-
-        from adapters.kafka_consumer import IdempotentConsumer, consumer_config
-
-        self._pool = pool
-        self._stop = threading.Event()
-        self._consumer = KafkaConsumer(TOPIC, **consumer_config(bootstrap, group_id,
-                                                                **consumer_overrides))
-        self._idempotent = IdempotentConsumer(NAME, self._consumer, pool, handler(app))
-        self._idempotent.create_schema()
-
-    def __enter__(self) -> BookingConsumerRunner:
-        return self
-
-    def run_forever(self, timeout: float | None = None) -> None:
-        self._idempotent.run(self._stop, timeout_ms=500)
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._consumer.close()
-        self._pool.close()
