@@ -8,8 +8,11 @@ Zip archives are read defensively: members whose names try to leave the archive
 from __future__ import annotations
 
 import hashlib
+import lzma
+import stat
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import IO
@@ -23,6 +26,7 @@ from domain.values import Actor
 from domain.views import VIEWS
 
 MAX_MEMBERS = 500
+_ENCRYPTED = 0x1  # general-purpose flag bit 0
 COPY_BYTES = 1 << 20
 
 
@@ -57,14 +61,17 @@ def _spool(source: IO[bytes], limit: int, name: str) -> ReceivedFile:
     handle = tempfile.TemporaryFile()  # noqa: SIM115 - owned by the ReceivedFile
     digest = hashlib.sha256()
     size = 0
-    while chunk := source.read(COPY_BYTES):
-        size += len(chunk)
-        if size > limit:
-            handle.close()
-            raise TooLarge("zip_member_too_large",
-                           f"a zip member inflates beyond {limit} bytes")
-        digest.update(chunk)
-        handle.write(chunk)
+    try:
+        while chunk := source.read(COPY_BYTES):
+            size += len(chunk)
+            if size > limit:
+                raise TooLarge("zip_member_too_large",
+                               f"a zip member inflates beyond {limit} bytes")
+            digest.update(chunk)
+            handle.write(chunk)
+    except BaseException:
+        handle.close()
+        raise
     handle.seek(0)
     return ReceivedFile(field_name="file", filename=name, content_type="", handle=handle,
                         size=size, sha256=digest.hexdigest())
@@ -90,9 +97,13 @@ def zip_members(received: ReceivedFile, max_bytes: int) -> list[ReceivedFile | F
     budget = max_bytes
     for info in infos:
         name = info.filename
-        if not _safe_member(name):
+        if not _safe_member(name) or stat.S_ISLNK(info.external_attr >> 16):
             out.append(FileResult(name, "rejected", code="unsafe_path",
-                                  detail="the member's path leaves the archive"))
+                                  detail="the member's path leaves the archive or is a link"))
+            continue
+        if info.flag_bits & _ENCRYPTED:
+            out.append(FileResult(name, "rejected", code="zip_member_encrypted",
+                                  detail="encrypted zip members cannot be imported"))
             continue
         try:
             with archive.open(info) as member:
@@ -100,7 +111,8 @@ def zip_members(received: ReceivedFile, max_bytes: int) -> list[ReceivedFile | F
         except TooLarge as error:
             out.append(FileResult(name, "rejected", code=error.code, detail=error.message))
             continue
-        except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, EOFError):
+        except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, EOFError,
+                zlib.error, lzma.LZMAError):  # a corrupt deflate/LZMA stream
             out.append(FileResult(name, "rejected", code="corrupt_zip",
                                   detail="the member cannot be decompressed"))
             continue

@@ -43,7 +43,9 @@ def _frame(data: bytes) -> Image.Image:
             raise TooLarge("frame_too_large", f"frames are at most {MAX_FRAME_PX} px")
         image = ImageOps.exif_transpose(image)
         image.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+    except Image.DecompressionBombError:  # Pillow's own guard fires inside open()
+        raise TooLarge("frame_too_large", f"frames are at most {MAX_FRAME_PX} px") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError):
         raise Unprocessable("corrupt_image", "the frame cannot be decoded") from None
     return image.convert("RGB")
 
