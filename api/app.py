@@ -10,7 +10,19 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from api import dicomweb, errors, graphql_schema, rest_images, rest_reconciliation
+from api import (
+    dicomweb,
+    errors,
+    graphql_schema,
+    rest_cephalometry,
+    rest_compliance,
+    rest_images,
+    rest_reconciliation,
+    rest_reports,
+    rest_scans,
+    rest_simulations,
+    rest_viewing,
+)
 from api.observability import Metrics, configure_logging, request_context_middleware
 from api.services import Services
 from api.settings import Settings
@@ -58,9 +70,16 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.middleware("http")(hsts_middleware)
     errors.install(app)
     app.include_router(rest_images.router)
+    app.include_router(rest_cephalometry.router)
+    app.include_router(rest_viewing.router)
     app.include_router(rest_reconciliation.router)
+    app.include_router(rest_reports.router)
+    app.include_router(rest_simulations.router)
     app.include_router(dicomweb.router)
-    app.include_router(graphql_schema.router(graphiql=settings.mode == "embedded"),
+    app.include_router(rest_scans.router)
+    app.include_router(rest_compliance.router)
+    app.include_router(graphql_schema.router(graphiql=settings.mode == "embedded",
+                                             introspection=settings.mode == "embedded"),
                        prefix="/graphql")
 
     @app.get("/healthz", include_in_schema=False)

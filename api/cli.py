@@ -109,10 +109,21 @@ def projections(data_dir: Path | None) -> None:
 @main.command()
 @data_dir_option
 def worker(data_dir: Path | None) -> None:
-    """Run the pixel workers (photo derivatives, DICOM renders, tile pyramids)."""
-    from workers import derivatives, dicom_derivatives, tiles
+    """Run the pixel workers (photo derivatives, DICOM renders, CBCT volumes, mesh renders,
+    tile pyramids, reports, simulations)."""
+    from workers import (
+        cbct_assembly,
+        derivatives,
+        dicom_derivatives,
+        mesh_derivatives,
+        report_renderer,
+        simulations,
+        tiles,
+    )
 
-    _run_jobs(data_dir, {derivatives.NAME, dicom_derivatives.NAME, tiles.NAME})
+    _run_jobs(data_dir, {derivatives.NAME, dicom_derivatives.NAME, cbct_assembly.NAME,
+                         mesh_derivatives.NAME, tiles.NAME, report_renderer.NAME,
+                         simulations.NAME})
 
 
 @main.command()
@@ -129,6 +140,20 @@ def relay(data_dir: Path | None) -> None:
     if not _os.environ.get("ORTHOVAULT_KAFKA_BOOTSTRAP"):
         raise click.UsageError("set ORTHOVAULT_KAFKA_BOOTSTRAP=host:port")
     _run_jobs(data_dir, {kafka_relay.NAME})
+
+
+@main.command()
+@data_dir_option
+def consumers(data_dir: Path | None) -> None:
+    """Consume the suite's topics (booking, CRM, treatment; needs ORTHOVAULT_KAFKA_BOOTSTRAP).
+
+    Replicas form one Kafka consumer group and share the topics' partitions.
+    """
+    from api.scale_out import CONSUMERS
+
+    if not os.environ.get("ORTHOVAULT_KAFKA_BOOTSTRAP"):
+        raise click.UsageError("set ORTHOVAULT_KAFKA_BOOTSTRAP=host:port")
+    _run_jobs(data_dir, set(CONSUMERS))
 
 
 @main.command()
@@ -296,8 +321,10 @@ def gc(data_dir: Path | None, grace_hours: float, dry_run: bool) -> None:
 
 def _register_dicom_commands() -> None:
     from api.cli_dicom import dicom_listen
+    from api.cli_retention import retention
 
     main.add_command(dicom_listen)
+    main.add_command(retention)
 
 
 _register_dicom_commands()

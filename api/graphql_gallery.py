@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 from datetime import date, datetime
+from typing import Any
 from uuid import UUID
 
 import strawberry
@@ -21,10 +22,11 @@ from domain.access import AccessKind
 from domain.errors import InvalidInput, NotFound
 from domain.events import ShreddedEvent
 from domain.image import Image, ImageCategory
-from domain.imaging import Written
+from domain.imaging import Written, normalise_tag
 from domain.patient import ConsentScope as DomainConsentScope
 from domain.patient import Patient
 from domain.permissions import Grant, Permission, grant, require
+from domain.photo_quality import Status as QualityStatus
 from domain.values import Actor, Guardian
 from domain.views import parse_view
 from projections.gallery import GalleryImage, GalleryPatient, encode_cursor
@@ -151,15 +153,17 @@ class PatientNode:
     async def images(
         self, info: Info, first: int = 50, after: str | None = None,
         include_deleted: bool = False, category: str | None = None, view: str | None = None,
-        quality: str | None = None,
+        quality: str | None = None, tag: str | None = None,
+        captured_from: datetime | None = None, captured_to: datetime | None = None,
     ) -> ImageConnection:
+        """Filters combine (AND); ``capturedFrom`` is inclusive, ``capturedTo`` exclusive."""
         actor = actor_of(info)
         services: Services = info.context.services
+        filters = gallery_filters(category, view, quality, tag, captured_from, captured_to)
         page = await blocking(
             services.gallery.images_of_patient, actor.clinic_id, UUID(str(self.id)),
             first=first, after=after, include_deleted=include_deleted,
-            categories=_visible_categories(actor), category=category, view=view,
-            quality=quality,
+            categories=_visible_categories(actor), **filters,
         )
         await blocking(
             services.app.record_access, actor,
@@ -170,6 +174,24 @@ class PatientNode:
                    for i in page.images],
             page_info=PageInfo(has_next_page=page.has_next_page, end_cursor=page.end_cursor),
         )
+
+
+def gallery_filters(category: str | None, view: str | None, quality: str | None,
+                    tag: str | None, captured_from: datetime | None,
+                    captured_to: datetime | None) -> dict[str, Any]:
+    """Checked filter values: an unknown value is a 400, never an empty page by accident."""
+    if category is not None:
+        try:
+            category = ImageCategory(category.strip().lower()).value
+        except ValueError:
+            raise InvalidInput("invalid_category", "unknown category") from None
+    if quality is not None and quality not in tuple(QualityStatus):
+        raise InvalidInput("invalid_quality", "quality is one of pass, warn, fail")
+    if captured_from and captured_to and captured_from >= captured_to:
+        raise InvalidInput("invalid_date_range", "capturedFrom must lie before capturedTo")
+    return {"category": category, "view": parse_view(view) if view is not None else None,
+            "quality": quality, "tag": normalise_tag(tag) if tag is not None else None,
+            "captured_from": captured_from, "captured_to": captured_to}
 
 
 def _patient_node(patient: GalleryPatient) -> PatientNode:
@@ -295,7 +317,7 @@ class RegisterPatientInput:
 class GrantConsentInput:
     patient_id: strawberry.ID
     scope: ConsentScope
-    granted_by: str = "patient"
+    granted_by: str | None = None  # unset: the patient, or the guardian of a minor
     expires_at: datetime | None = None
 
 

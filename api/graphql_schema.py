@@ -6,41 +6,84 @@ Limits (depth 10, 30 aliases, 5000 tokens) and stable error codes apply to all o
 from __future__ import annotations
 
 from fastapi import Request
-from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from graphql.validation import NoSchemaIntrospectionCustomRule
+from starlette.requests import HTTPConnection
+from strawberry.extensions import (
+    AddValidationRules,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    QueryDepthLimiter,
+)
 from strawberry.fastapi import GraphQLRouter
 from strawberry.tools import merge_types
 
 from api.auth import bearer_token, verify_token
+from api.graphql_annotations import AnnotationMutation, AnnotationQuery
 from api.graphql_audit import AuditQuery
 from api.graphql_capture import CaptureMutation, CaptureQuery
+from api.graphql_compliance import ComplianceMutation, ComplianceQuery
 from api.graphql_context import Context, ErrorCodes, OrthovaultSchema
+from api.graphql_dicom import DicomMutation, DicomQuery
 from api.graphql_gallery import GalleryMutation, GalleryQuery, HistoryQuery
+from api.graphql_organisation import OrganisationMutation, OrganisationQuery
+from api.graphql_reports import ReportsMutation, ReportsQuery
+from api.graphql_search import SearchQuery
+from api.graphql_simulation import SimulationMutation, SimulationQuery
+from api.graphql_subscriptions import ImageSubscription
+from api.graphql_text_guard import TextGuard
+from api.graphql_viewing import ViewingMutation, ViewingQuery
 from api.services import Services
 
-Query = merge_types("Query", (GalleryQuery, HistoryQuery, CaptureQuery, AuditQuery))
-Mutation = merge_types("Mutation", (GalleryMutation, CaptureMutation))
+Query = merge_types("Query", (GalleryQuery, HistoryQuery, CaptureQuery, AuditQuery,
+                              ReportsQuery, ComplianceQuery, SimulationQuery,
+                              AnnotationQuery, ViewingQuery, OrganisationQuery, SearchQuery,
+                              DicomQuery))
+Mutation = merge_types("Mutation", (GalleryMutation, CaptureMutation, ReportsMutation,
+                                    ComplianceMutation, SimulationMutation,
+                                    AnnotationMutation, ViewingMutation, OrganisationMutation,
+                                    DicomMutation))
 
-schema = OrthovaultSchema(
-    query=Query,
-    mutation=Mutation,
-    extensions=[
-        lambda: QueryDepthLimiter(max_depth=10),
-        lambda: MaxAliasesLimiter(max_alias_count=30),
-        lambda: MaxTokensLimiter(max_token_count=5000),
-        ErrorCodes,
-    ],
-)
+Subscription = merge_types("Subscription", (ImageSubscription,))
 
 
-def router(graphiql: bool) -> GraphQLRouter:
-    async def context(request: Request) -> Context:
+
+def build_schema(*, introspection: bool) -> OrthovaultSchema:
+    """Production mode turns introspection off: the schema is documented in docs/api.md,
+    and an attacker should not get the map for free."""
+    rules = [] if introspection else [
+        lambda: AddValidationRules([NoSchemaIntrospectionCustomRule])]
+    return OrthovaultSchema(
+        query=Query,
+        mutation=Mutation,
+        subscription=Subscription,
+        extensions=[
+            lambda: QueryDepthLimiter(max_depth=10),
+            lambda: MaxAliasesLimiter(max_alias_count=30),
+            lambda: MaxTokensLimiter(max_token_count=5000),
+            ErrorCodes,
+            TextGuard,
+            *rules,
+        ],
+    )
+
+
+schema = build_schema(introspection=True)
+
+
+def router(graphiql: bool, introspection: bool = True) -> GraphQLRouter:
+    async def context(request: HTTPConnection) -> Context:
         services: Services = request.app.state.services
         actor = None
+        if not isinstance(request, Request):
+            # A websocket: subscriptions authenticate from connection_init (browsers cannot
+            # set headers there), see api/graphql_subscriptions.py.
+            return Context(services=services, actor=None)
         if request.method != "GET" or request.headers.get("authorization"):
             token = bearer_token(request.headers.get("authorization"))
             actor = verify_token(services.tokens, token, getattr(request.state, "request_id", ""))
         return Context(services=services, actor=actor)
 
     return GraphQLRouter(
-        schema, context_getter=context, graphql_ide="graphiql" if graphiql else None
+        schema if introspection else build_schema(introspection=False),
+        context_getter=context, graphql_ide="graphiql" if graphiql else None
     )

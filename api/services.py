@@ -14,15 +14,34 @@ from eventsourcing.utils import Environment
 from adapters import embedded_postgres, local_secrets
 from adapters.blob_store import EncryptedBlobStore
 from adapters.event_store import PostgresImaging, check_connection, connection_pool
+from adapters.kafka_consumer import TopicConsumer
 from adapters.local_folder import LocalFolderBackend
 from adapters.tile_reader import TileReader
 from api.auth import TokenConfig
 from api.settings import Settings, eventsourcing_env
+from projections.albums import AlbumsProjection, AlbumsView
+from projections.annotations import AnnotationsProjection, AnnotationsView
 from projections.audit import AuditProjection, AuditView
 from projections.capture_sessions import CaptureSessionsProjection, CaptureSessionsView
 from projections.dicom_index import DicomIndexProjection, DicomIndexView
 from projections.gallery import GalleryProjection, GalleryView
-from workers import booking_consumer, derivatives, dicom_derivatives, kafka_relay, tiles
+from projections.reports import ReportsProjection, ReportsView
+from projections.search import SearchProjection, SearchView
+from projections.simulations import SimulationsProjection, SimulationsView
+from projections.treatment import TreatmentProjection, TreatmentView
+from workers import (
+    booking_consumer,
+    cbct_assembly,
+    crm_patients_consumer,
+    derivatives,
+    dicom_derivatives,
+    kafka_relay,
+    mesh_derivatives,
+    milestone_consumer,
+    report_renderer,
+    simulations,
+    tiles,
+)
 from workers.runner import WorkerRunner
 from workers.supervisor import Supervisor
 
@@ -87,6 +106,12 @@ PROJECTIONS: tuple[tuple[type[Any], type[Any]], ...] = (
     (CaptureSessionsProjection, CaptureSessionsView),
     (DicomIndexProjection, DicomIndexView),
     (AuditProjection, AuditView),
+    (ReportsProjection, ReportsView),
+    (SimulationsProjection, SimulationsView),
+    (AnnotationsProjection, AnnotationsView),
+    (AlbumsProjection, AlbumsView),
+    (TreatmentProjection, TreatmentView),
+    (SearchProjection, SearchView),
 )
 
 
@@ -106,6 +131,12 @@ class Services:
 
     def __post_init__(self) -> None:
         self.tile_reader = TileReader(self.blobs)
+    reports: ReportsView = field(init=False)
+    simulations: SimulationsView = field(init=False)
+    annotations: AnnotationsView = field(init=False)
+    albums: AlbumsView = field(init=False)
+    treatment: TreatmentView = field(init=False)
+    search: SearchView = field(init=False)
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -121,6 +152,14 @@ class Services:
         services = cls(settings=settings, env=env, app=app, blobs=blobs, gallery=gallery,
                        audit=audit, sessions=sessions, dicom_index=dicom_index,
                        tokens=token_config(settings))
+        services.reports = shared_tracking(app, ReportsProjection.name, ReportsView)
+        services.simulations = shared_tracking(app, SimulationsProjection.name,
+                                                 SimulationsView)
+        services.annotations = shared_tracking(app, AnnotationsProjection.name,
+                                                 AnnotationsView)
+        services.albums = shared_tracking(app, AlbumsProjection.name, AlbumsView)
+        services.treatment = shared_tracking(app, TreatmentProjection.name, TreatmentView)
+        services.search = shared_tracking(app, SearchProjection.name, SearchView)
         services._add_jobs()
         return services
 
@@ -130,16 +169,29 @@ class Services:
         self.supervisor.add(derivatives.NAME, self._derivatives_runner)
         self.supervisor.add(tiles.NAME, self._tiles_runner)
         self.supervisor.add(dicom_derivatives.NAME, self._dicom_derivatives_runner)
+        self.supervisor.add(cbct_assembly.NAME, self._cbct_assembly_runner)
+        self.supervisor.add(mesh_derivatives.NAME, self._mesh_derivatives_runner)
+        self.supervisor.add(report_renderer.NAME, self._report_renderer_runner)
+        self.supervisor.add(simulations.NAME,
+                            lambda: simulations.runner(self.app, self.blobs))
         if self.settings.kafka_bootstrap:
             self.supervisor.add(kafka_relay.NAME, self._relay)
             self.supervisor.add(booking_consumer.NAME, self._booking_consumer)
+            self.supervisor.add(crm_patients_consumer.NAME, self._crm_patients_consumer)
+            self.supervisor.add(milestone_consumer.NAME, self._milestone_consumer)
         self.supervisor.every(1.0, self.app.nudge_subscribers)
+        from api.scale_out import lease_jobs  # imports this module
+
+        lease_jobs(self)  # one process per projection / worker shard at a time
 
     def _projection_runner(self, projection: type[Any], view: type[Any]) -> Any:
         """Each projection runs on the shared application and writes through the same view
         object the API queries (exactly-once: row change and tracking in one transaction)."""
         shared = {GalleryView: self.gallery, AuditView: self.audit,
-                  CaptureSessionsView: self.sessions, DicomIndexView: self.dicom_index}[view]
+                  CaptureSessionsView: self.sessions, DicomIndexView: self.dicom_index,
+                  ReportsView: self.reports, SimulationsView: self.simulations,
+                  AnnotationsView: self.annotations, AlbumsView: self.albums,
+                  TreatmentView: self.treatment, SearchView: self.search}[view]
 
         def start() -> WorkerRunner:
             instance = projection(view=shared)
@@ -148,13 +200,24 @@ class Services:
 
         return start
 
-    def _booking_consumer(self) -> Any:
-        return booking_consumer.BookingConsumerRunner(
-            self.app, self.settings.kafka_bootstrap or "", connection_pool(self.env, max_size=2),
+    def _topic_consumer(self, module: Any, group: str) -> TopicConsumer:
+        return TopicConsumer(
+            module.NAME, module.TOPIC, module.handler(self.app),
+            self.settings.kafka_bootstrap or "", connection_pool(self.env, max_size=2),
+            group_id=f"{self.settings.kafka_group_prefix}-{group}",
             max_poll_interval_ms=10_000, session_timeout_ms=6_000, heartbeat_interval_ms=1_000,
             # A topic created after the consumer joined is noticed within seconds.
             metadata_max_age_ms=5_000,
         )
+
+    def _booking_consumer(self) -> Any:
+        return self._topic_consumer(booking_consumer, "booking")
+
+    def _milestone_consumer(self) -> Any:
+        return self._topic_consumer(milestone_consumer, "treatment")
+
+    def _crm_patients_consumer(self) -> Any:
+        return self._topic_consumer(crm_patients_consumer, "crm")
 
     def _relay(self) -> Any:
         tracking = shared_tracking(self.app, kafka_relay.NAME, PostgresTrackingRecorder)
@@ -165,10 +228,27 @@ class Services:
         worker = dicom_derivatives.DicomDerivativesWorker(self.app, self.blobs, tracking)
         return WorkerRunner(self.app, tracking, worker, dicom_derivatives.TOPICS)
 
+    def _report_renderer_runner(self) -> WorkerRunner:
+        tracking = shared_tracking(self.app, report_renderer.NAME, PostgresTrackingRecorder)
+        worker = report_renderer.ReportRenderer(self.app, self.blobs, self.gallery,
+                                                self.sessions, self.reports, tracking)
+        return WorkerRunner(self.app, tracking, worker, report_renderer.TOPICS)
+
     def _tiles_runner(self) -> WorkerRunner:
         tracking = shared_tracking(self.app, tiles.NAME, PostgresTrackingRecorder)
         worker = tiles.TilesWorker(self.app, self.blobs, tracking)
         return WorkerRunner(self.app, tracking, worker, tiles.TOPICS)
+
+    def _mesh_derivatives_runner(self) -> WorkerRunner:
+        tracking = shared_tracking(self.app, mesh_derivatives.NAME, PostgresTrackingRecorder)
+        worker = mesh_derivatives.MeshDerivativesWorker(self.app, self.blobs, tracking)
+        return WorkerRunner(self.app, tracking, worker, mesh_derivatives.TOPICS)
+
+    def _cbct_assembly_runner(self) -> cbct_assembly.CbctAssemblyRunner:
+        view = shared_tracking(self.app, cbct_assembly.NAME, cbct_assembly.CbctSeriesView)
+        assembler = cbct_assembly.CbctAssembler(self.app, self.blobs, view,
+                                                self.settings.cbct_stable_seconds)
+        return cbct_assembly.CbctAssemblyRunner(self.app, assembler)
 
     def _derivatives_runner(self) -> WorkerRunner:
         tracking = shared_tracking(self.app, derivatives.NAME, PostgresTrackingRecorder)
@@ -194,7 +274,8 @@ class Services:
         if position <= 0:
             return True
         try:
-            for view in views or (self.gallery,):
+            # Search follows every gallery topic, so a write the gallery shows is findable.
+            for view in views or (self.gallery, self.search):
                 view.wait(self.app.name, position,
                           timeout=self.settings.read_your_writes_timeout)
         except TimeoutError:
@@ -209,5 +290,11 @@ class Services:
         self.audit.datastore.close()
         self.sessions.datastore.close()
         self.dicom_index.datastore.close()
+        self.reports.datastore.close()
+        self.simulations.datastore.close()
+        self.annotations.datastore.close()
+        self.albums.datastore.close()
+        self.treatment.datastore.close()
+        self.search.datastore.close()
 
 

@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 256 * 1024 * 1024
     max_image_pixels: int = 120_000_000
     read_your_writes_timeout: float = 10.0
+    cbct_stable_seconds: float = Field(
+        default=30.0, description="A CT series with no new slice for this long is assembled."
+    )
     run_background: bool = Field(
         default=True, description="Run projections and workers inside the API process."
     )
@@ -45,6 +48,10 @@ class Settings(BaseSettings):
     kafka_bootstrap: str | None = Field(
         default=None, description="host:port[,…]; set = publish every event to Kafka."
     )
+    kafka_group_prefix: str = Field(
+        default="orthovault",
+        description="Consumer groups are <prefix>-booking, -crm, -treatment; installations "
+                    "sharing one broker need different prefixes.")
     s3_endpoint: str | None = Field(default=None, description="host:port; set = blobs on S3.")
     s3_access_key: str | None = None
     s3_secret_key: SecretStr | None = None
@@ -53,6 +60,10 @@ class Settings(BaseSettings):
     s3_region: str | None = None
     s3_sse: bool = False
     s3_archive_bucket: str | None = None
+    worker_shards: int = Field(
+        default=1, ge=1, le=64,
+        description="Shards per pixel worker; processes of `orthovault worker` share them.",
+    )
     log_level: str = "INFO"
 
     @property

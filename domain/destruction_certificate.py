@@ -78,9 +78,8 @@ def certify(image: Image, actor: Actor, *, basis: str = BY_PERSON,
             policy: dict[str, Any] | None = None, due: str | None = None
             ) -> DestructionCertificate:
     """The certificate for destroying ``image`` (call before its tombstone is applied)."""
-    tiles = image.tiles or {}
-    blob_count = 1 + len(image.derivatives) + (int(tiles.get("tile_count", 0)) + 1
-                                                if tiles else 0)
+    # The original, each derivative, and a tile pyramid's pack and manifest.
+    blob_count = 1 + len(image.derivatives) + (2 if image.tiles else 0)
     return DestructionCertificate(
         subject_id=image.id, subject_kind="image", clinic_id=image.clinic_id,
         patient_id=image.patient_id, category=image.category, basis=basis, policy=policy,

@@ -76,6 +76,7 @@ class Image(Aggregate):
         self.quality: dict[str, Any] | None = None
         self.tiles: dict[str, Any] | None = None
         self.tiling_failure: str | None = None
+        self.notes: list[dict[str, Any]] = []
 
     def tag(self, *, tag: str, actor: Actor) -> None:
         """Adding a tag the image already has records nothing."""
@@ -93,6 +94,11 @@ class Image(Aggregate):
     @event("Untagged")
     def _untag(self, *, tag: str, actor: Actor) -> None:
         self.tags.remove(tag)
+
+    @event("NoteAdded")
+    def add_note(self, *, note_id: UUID, text: str, actor: Actor) -> None:
+        """A clinician's free-text note (PHI: sealed with the image like everything else)."""
+        self.notes.append({"id": note_id, "text": text, "by": actor.user_id})
 
     @event("Categorised")
     def categorise(

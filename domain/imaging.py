@@ -19,14 +19,27 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, JSONTranscoder
 
 from domain.access import AccessKind, AccessRecord
+from domain.annotation_commands import AnnotationCommands
 from domain.capture import CaptureSession
 from domain.capture_commands import CaptureCommands
+from domain.cbct import CbctCommands
+from domain.comparison import ComparisonCommands
+from domain.consent_rules import ConsentCommands, Purpose, grantor
+from domain.deletion_requests import DeletionRequestCommands
+from domain.destruction_certificate import certify
 from domain.errors import Conflict, Gone, InvalidInput, NotFound, PermissionDenied
-from domain.image import Image, ImageCategory
+from domain.image import Image, ImageCategory, ImageStatus
+from domain.image_edit_commands import ImageEditCommands
+from domain.organisation_commands import OrganisationCommands
 from domain.patient import ConsentScope, Patient, Sex
+from domain.patient_sync import PatientSyncCommands
 from domain.permissions import Grant, Permission, require
 from domain.reconciliation import ReconciliationCommands
+from domain.report_commands import ReportCommands
+from domain.retention import RetentionCommands
+from domain.simulation_commands import SimulationCommands
 from domain.values import TRANSCODINGS, Actor, BlobRef, Guardian
+from domain.view_state import ViewStateCommands
 
 MAX_TAG_LENGTH = 64
 CONFLICT_RETRIES = 5
@@ -114,7 +127,10 @@ def normalise_tag(tag: str) -> str:
     return cleaned
 
 
-class Imaging(ReconciliationCommands, CaptureCommands, Application[UUID]):
+class Imaging(AnnotationCommands, ImageEditCommands, ViewStateCommands, ComparisonCommands,
+              OrganisationCommands, ReportCommands, ConsentCommands, DeletionRequestCommands,
+              RetentionCommands, ReconciliationCommands, CaptureCommands,
+              SimulationCommands, CbctCommands, PatientSyncCommands, Application[UUID]):
     name = "imaging"
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
@@ -184,12 +200,17 @@ class Imaging(ReconciliationCommands, CaptureCommands, Application[UUID]):
         require(actor, Permission.CAPTURE, Grant.DOCUMENTS)
         for field, value in (("externalId", external_id), ("givenName", given_name),
                              ("familyName", family_name)):
-            if not value.strip() or len(value) > 200:
-                raise InvalidInput("invalid_field", f"{field} must be 1-200 characters")
+            # Printable only: a NUL or a bidi override would poison every read model's row.
+            if not value.strip() or len(value) > 200 or not value.strip().isprintable():
+                raise InvalidInput("invalid_field",
+                                   f"{field} must be 1-200 printable characters")
         if birth_date > datetime.now(UTC).date():
             raise InvalidInput("invalid_birth_date", "birthDate lies in the future")
-        if guardian is not None and not guardian.name.strip():
-            raise InvalidInput("invalid_guardian", "a guardian needs a name")
+        if guardian is not None and (not guardian.name.strip() or any(
+                len(text) > 200 or not text.isprintable()
+                for text in (guardian.name, guardian.relationship, guardian.phone))):
+            raise InvalidInput("invalid_guardian",
+                               "a guardian needs a name; fields are 1-200 printable characters")
         try:
             sex = Sex(sex.lower()).value
         except ValueError:
@@ -215,13 +236,13 @@ class Imaging(ReconciliationCommands, CaptureCommands, Application[UUID]):
         patient_id: UUID,
         scope: ConsentScope,
         *,
-        granted_by: str = "patient",
+        granted_by: str | None = None,
         expires_at: datetime | None = None,
     ) -> Written:
         require(actor, Permission.CAPTURE, Grant.DOCUMENTS)
         patient = self.get_patient(patient_id, actor)
-        if granted_by not in ("patient", "guardian"):
-            raise InvalidInput("invalid_granted_by", "grantedBy must be patient or guardian")
+        # None: the patient's own for an adult, the guardian's for a minor.
+        granted_by = grantor(patient.birth_date, granted_by, datetime.now(UTC).date())
         if expires_at is not None and expires_at <= datetime.now(UTC):
             raise InvalidInput("consent_already_expired", "expiresAt lies in the past")
         patient.grant_consent(
@@ -255,13 +276,8 @@ class Imaging(ReconciliationCommands, CaptureCommands, Application[UUID]):
         if held is Grant.DOCUMENTS and not limited_ok:
             raise_limited_capture()
         patient = self.get_patient(patient_id, actor)
-        if category.is_photograph and not patient.has_consent(
-            ConsentScope.CLINICAL_PHOTOGRAPHY, datetime.now(UTC)
-        ):
-            raise Conflict(
-                "consent_required",
-                "the patient has no active consent for clinical photography",
-            )
+        if category.is_photograph:
+            self.check_consent(actor, patient, Purpose.CAPTURE, datetime.now(UTC))
         return session
 
     def _session_for_upload(self, actor: Actor, patient_id: UUID, session_id: UUID | None,
@@ -324,7 +340,7 @@ class Imaging(ReconciliationCommands, CaptureCommands, Application[UUID]):
     def tag_image(self, actor: Actor, image_id: UUID, tag: str) -> Written:
         require(actor, Permission.ANNOTATE, Grant.OWN)
         image = self._active_image(actor, image_id)
-        image.tag(tag=normalise_tag(tag), actor=actor)
+        image.tag(tag=self.canonical_tag(actor, normalise_tag(tag)), actor=actor)
         return Written(image.id, self._save(image))
 
     @retry_on_conflict
@@ -349,6 +365,7 @@ class Imaging(ReconciliationCommands, CaptureCommands, Application[UUID]):
         require(actor, Permission.DELETE)
         if not image.is_deleted:
             raise Conflict("image_not_deleted", "the image is not deleted")
+        self.check_restore_window(image, datetime.now(UTC))
         image.restore(actor=actor)
         return Written(image.id, self._save(image))
 
@@ -415,14 +432,21 @@ class Imaging(ReconciliationCommands, CaptureCommands, Application[UUID]):
         return Written(image.id, self._save(image))
 
     @retry_on_conflict
-    def destroy_image(self, actor: Actor, image_id: UUID, reason: str) -> Written:
-        """Append the tombstone. The caller shreds the key and blobs right after."""
+    def destroy_image(self, actor: Actor, image_id: UUID, reason: str,
+                      **certificate: Any) -> Written:
+        """Append the tombstone and its destruction certificate (``certificate``: basis,
+        policy, due; see ``domain.destruction_certificate.certify``). The caller shreds the
+        key and blobs right after."""
         image = self.get_image(image_id, actor)
         require(actor, Permission.DELETE)
+        if image.status == ImageStatus.DESTROYED.value:
+            return Written(image.id, 0)  # already tombstoned and certified: exactly once
+        self.check_not_on_hold(image)
+        issued = certify(image, actor, **certificate)
         image.destroy(
             clinic_id=image.clinic_id, patient_id=image.patient_id, reason=reason, actor=actor
         )
-        return Written(image.id, self._save(image))
+        return Written(image.id, self._save(image, issued))
 
     # ---- access records ----------------------------------------------------------------
 

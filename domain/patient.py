@@ -74,6 +74,19 @@ class Patient(Aggregate):
     def revoke_consent(self, *, scope: str, actor: Actor) -> None:
         self.consents.pop(scope, None)
 
+    @event("DemographicsUpdated")
+    def update_demographics(
+        self, *, external_id: str, given_name: str, family_name: str, birth_date: date,
+        sex: str, guardian: Guardian | None, actor: Actor,
+    ) -> None:
+        """The practice's CRM corrected the patient's record (domain/patient_sync.py)."""
+        self.external_id = external_id
+        self.given_name = given_name
+        self.family_name = family_name
+        self.birth_date = birth_date
+        self.sex = sex
+        self.guardian = guardian
+
     def has_consent(self, scope: ConsentScope, moment: datetime) -> bool:
         consent = self.consents.get(scope.value)
         return consent is not None and consent.active_at(moment)

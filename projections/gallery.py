@@ -23,6 +23,7 @@ from eventsourcing.utils import get_topic
 from psycopg.sql import SQL, Identifier, Literal
 
 from domain.capture import CaptureSession
+from domain.cbct import VOLUME_SOURCE
 from domain.errors import InvalidInput
 from domain.events import ShreddedEvent
 from domain.image import Image
@@ -117,6 +118,8 @@ class GalleryView(PostgresTrackingRecorder):
             ).format(index, self.images),
             SQL("CREATE INDEX IF NOT EXISTS {} ON {} (clinic_id, patient_id, sha256)").format(
                 Identifier(f"{prefix}_images_by_hash"), self.images),
+            # The slices of an assembled CBCT volume (domain/cbct.py) show as the volume.
+            SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS volume_id uuid").format(self.images),
         ])
 
     # ---- writes (each with its tracking record, in one transaction) --------------------
@@ -157,6 +160,34 @@ class GalleryView(PostgresTrackingRecorder):
             row = curs.fetchone()
         return _image(row) if row else None
 
+    def images_by_id(self, clinic_id: str, image_ids: list[UUID]) -> dict[UUID, GalleryImage]:
+        """Many images in one query (search hits, album pages): no N+1."""
+        if not image_ids:
+            return {}
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(SQL("SELECT * FROM {} WHERE image_id = ANY(%s) AND clinic_id = %s")
+                         .format(self.images), (image_ids, clinic_id))
+            return {row["image_id"]: _image(row) for row in curs.fetchall()}
+
+    def tag_counts(self, clinic_id: str) -> dict[str, int]:
+        """How many active images carry each tag."""
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(SQL("SELECT t, count(*) AS n FROM {}, unnest(tags) t WHERE"
+                             " clinic_id = %s AND status = 'active' GROUP BY t").format(
+                             self.images), (clinic_id,))
+            return {row["t"]: row["n"] for row in curs.fetchall()}
+
+    def capture_times(self, clinic_id: str, patient_id: UUID,
+                      categories: list[str] | None = None) -> list[tuple[UUID, datetime]]:
+        """(image id, captured at) of the patient's active images, newest first."""
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(SQL("SELECT image_id, captured_at, category FROM {} WHERE clinic_id = %s"
+                             " AND patient_id = %s AND status = 'active' AND volume_id IS NULL"
+                             " ORDER BY captured_at DESC, image_id DESC").format(
+                             self.images), (clinic_id, patient_id))
+            return [(row["image_id"], row["captured_at"]) for row in curs.fetchall()
+                    if categories is None or row["category"] in categories]
+
     def same_file(self, clinic_id: str, patient_id: UUID, sha256: str) -> UUID | None:
         """An existing, not destroyed image of the patient with exactly these bytes."""
         with self.datastore.transaction(commit=False) as curs:
@@ -189,11 +220,15 @@ class GalleryView(PostgresTrackingRecorder):
         category: str | None = None,
         view: str | None = None,
         quality: str | None = None,
+        tag: str | None = None,
+        captured_from: datetime | None = None,
+        captured_to: datetime | None = None,
     ) -> ImagePage:
         if not 1 <= first <= MAX_PAGE:
             raise InvalidInput("invalid_page_size", f"first must be between 1 and {MAX_PAGE}")
         conditions = [SQL("clinic_id = %(clinic)s"), SQL("patient_id = %(patient)s")]
         params: dict[str, Any] = {"clinic": clinic_id, "patient": patient_id, "limit": first + 1}
+        conditions.append(SQL("volume_id IS NULL"))
         if not include_deleted:
             conditions.append(SQL("status = 'active'"))
         if categories is not None:
@@ -204,6 +239,13 @@ class GalleryView(PostgresTrackingRecorder):
             if value is not None:
                 conditions.append(SQL("{} = %({})s").format(Identifier(column), SQL(column)))
                 params[column] = value
+        for condition, name, value in (
+                ("%(tag)s = ANY(tags)", "tag", tag),
+                ("captured_at >= %(captured_from)s", "captured_from", captured_from),
+                ("captured_at < %(captured_to)s", "captured_to", captured_to)):
+            if value is not None:
+                conditions.append(SQL(condition))
+                params[name] = value
         if after:
             params["after_at"], params["after_id"] = decode_cursor(after)
             conditions.append(SQL("(captured_at, image_id) < (%(after_at)s, %(after_id)s)"))
@@ -238,6 +280,7 @@ class GalleryProjection(Projection[GalleryView]):
         get_topic(cls)
         for cls in (
             Patient.Registered, Patient.ConsentGranted, Patient.ConsentRevoked,
+            Patient.DemographicsUpdated,
             Image.Captured, Image.Tagged, Image.Untagged, Image.Categorised,
             Image.DerivativesGenerated, Image.ProcessingFailed, Image.SoftDeleted,
             Image.QualityAssessed, Image.MetadataExtracted,
@@ -266,6 +309,22 @@ class GalleryProjection(Projection[GalleryView]):
                 "id": event.originator_id, "clinic": event.clinic_id,
                 "external": event.external_id, "given": event.given_name,
                 "family": event.family_name, "birth": event.birth_date, "sex": event.sex,
+            },
+        )
+
+    @process_event.register
+    def _(self, event: Patient.DemographicsUpdated, tracking: Tracking) -> None:
+        self.view.apply(
+            tracking,
+            SQL(
+                "UPDATE {} SET external_id = %(external)s, given_name = %(given)s,"
+                " family_name = %(family)s, birth_date = %(birth)s, sex = %(sex)s"
+                " WHERE patient_id = %(id)s"
+            ).format(self.view.patients),
+            {
+                "id": event.originator_id, "external": event.external_id,
+                "given": event.given_name, "family": event.family_name,
+                "birth": event.birth_date, "sex": event.sex,
             },
         )
 
@@ -356,6 +415,13 @@ class GalleryProjection(Projection[GalleryView]):
 
     @process_event.register
     def _(self, event: Image.MetadataExtracted, tracking: Tracking) -> None:
+        if event.source == VOLUME_SOURCE:
+            self.view.apply(tracking, SQL(
+                "UPDATE {} SET volume_id = %(volume)s WHERE image_id = ANY(%(slices)s::uuid[])"
+                " AND clinic_id = %(clinic)s").format(self.view.images), {
+                "volume": event.originator_id, "clinic": event.actor.clinic_id,
+                "slices": event.metadata.get("slice_image_ids", [])})
+            return
         dhash = event.metadata.get("dhash") if event.source == "fingerprint" else None
         if dhash is None:
             self.view.insert_tracking(tracking)

@@ -81,6 +81,8 @@ def make_settings(database_url: str, data_dir: Path, **overrides: Any) -> Settin
     values: dict[str, Any] = {
         "data_dir": data_dir, "database_url": database_url, "master_key": TEST_MASTER_KEY,
         "token_secret": TEST_TOKEN_SECRET, "read_your_writes_timeout": 20.0,
+        # Each test database is its own installation on the session's one broker.
+        "kafka_group_prefix": "ov-" + database_url.rsplit("/", 1)[-1],
     }
     values.update(overrides)
     return Settings(**values)
