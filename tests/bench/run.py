@@ -32,6 +32,8 @@ def _markdown(result: dict) -> str:
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in result["rows"]]
     if result.get("notes"):
         lines += ["", result["notes"]]
+    # Each section keeps its own stamp: a partial run leaves the others' as they were.
+    lines += ["", f"_Measured {datetime.now(UTC):%Y-%m-%d} on {_machine()}._"]
     return "\n".join(lines) + "\n"
 
 
