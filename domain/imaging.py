@@ -8,6 +8,8 @@ log position of its write, so callers can wait for read models to catch up.
 from __future__ import annotations
 
 import functools
+import random
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -42,7 +44,7 @@ from domain.values import TRANSCODINGS, Actor, BlobRef, Guardian
 from domain.view_state import ViewStateCommands
 
 MAX_TAG_LENGTH = 64
-CONFLICT_RETRIES = 5
+CONFLICT_RETRIES = 8
 Command = TypeVar("Command", bound=Callable[..., Any])
 
 
@@ -55,11 +57,13 @@ def retry_on_conflict(command: Command) -> Command:
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        for _attempt in range(CONFLICT_RETRIES - 1):
+        for attempt in range(CONFLICT_RETRIES - 1):
             try:
                 return command(*args, **kwargs)
             except IntegrityError:
-                continue
+                # Back off a random, growing while: retrying at once lets a busy writer win
+                # every round (seen with two clinicians filling one album).
+                time.sleep(random.uniform(0, 0.01 * 2**attempt))  # noqa: S311 - jitter only
         try:
             return command(*args, **kwargs)
         except IntegrityError:
