@@ -24,6 +24,7 @@ from api import (
     rest_viewing,
 )
 from api.observability import Metrics, configure_logging, request_context_middleware
+from api.rate_limits import RateBudgets, RateLimiter, rate_limit_middleware
 from api.services import Services
 from api.settings import Settings
 from api.transport_security import hsts_middleware
@@ -66,6 +67,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         redoc_url=None,
     )
     app.state.metrics = metrics
+    # Innermost of the three, so a refusal is still logged, counted and given a request id.
+    app.middleware("http")(rate_limit_middleware(RateLimiter(RateBudgets.from_settings(settings))))
     app.middleware("http")(request_context_middleware(metrics))
     app.middleware("http")(hsts_middleware)
     errors.install(app)

@@ -33,6 +33,14 @@ class Settings(BaseSettings):
         default=None, description="PEM certificate (chain): `serve` then speaks TLS 1.2+ only.")
     tls_keyfile: Path | None = Field(default=None, description="PEM private key for it.")
     max_upload_bytes: int = 256 * 1024 * 1024
+    rate_limit_requests: str = Field(
+        default="3000/minute",
+        description="Requests per caller (clinic + user, else client address); '' = off.")
+    rate_limit_writes: str = Field(
+        default="600/minute", description="REST/DICOMweb uploads per caller; '' = off.")
+    rate_limit_failed_auth: str = Field(
+        default="60/minute",
+        description="Failed authentications per client address before it is refused.")
     max_image_pixels: int = 120_000_000
     read_your_writes_timeout: float = 10.0
     cbct_stable_seconds: float = Field(

@@ -83,6 +83,8 @@ def make_settings(database_url: str, data_dir: Path, **overrides: Any) -> Settin
         "token_secret": TEST_TOKEN_SECRET, "read_your_writes_timeout": 20.0,
         # Each test database is its own installation on the session's one broker.
         "kafka_group_prefix": "ov-" + database_url.rsplit("/", 1)[-1],
+        # The whole session calls from one address; tests/test_rate_limits.py sets its own.
+        "rate_limit_requests": "", "rate_limit_writes": "", "rate_limit_failed_auth": "",
     }
     values.update(overrides)
     return Settings(**values)
