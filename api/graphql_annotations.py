@@ -469,7 +469,9 @@ class AnnotationQuery:
         return await blocking(_calibration_node, services, actor, parse_id(image_id, "imageId"))
 
     @strawberry.field(description="The landmark catalogue (ISBI 2015 + Aariz + analysis points).")
-    def ceph_landmark_catalogue(self) -> list[LandmarkDefinitionNode]:
+    def ceph_landmark_catalogue(self, info: Info) -> list[LandmarkDefinitionNode]:
+        # Static data, but a GET /graphql without a token reaches resolvers: members only.
+        actor_of(info)
         return [LandmarkDefinitionNode(code=lm.code, name=lm.name, description=lm.description,
                                        group=lm.group.value, sets=sorted(s.value for s in lm.sets))
                 for lm in LANDMARKS]

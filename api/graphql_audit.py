@@ -99,7 +99,10 @@ class AuditQuery:
         actor = actor_of(info)
         require(actor, Permission.ADMIN)
         services: Services = info.context.services
-        views = await blocking(services.audit.who_viewed, actor.clinic_id,
-                               parse_id(patient_id, "patientId"), since, until)
+        patient = parse_id(patient_id, "patientId")
+        # The patient is the subject here, not a filter: another clinic's is 404, not [].
+        await blocking(services.app.get_patient, patient, actor)
+        views = await blocking(services.audit.who_viewed, actor.clinic_id, patient, since,
+                               until)
         return [Viewing(at=v.at, user_id=v.user_id, role=v.role, kind=v.kind,
                         image_id=_id(v.image_id), request_id=v.request_id) for v in views]

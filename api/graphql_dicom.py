@@ -22,7 +22,7 @@ from api.services import Services
 from domain.cbct import VOLUME_MEDIA_TYPE, VOLUME_SOURCE, VOLUME_VIEWS
 from domain.errors import NotFound
 from domain.image import Image
-from domain.permissions import Permission, require
+from domain.permissions import Grant, Permission, grant, require
 from domain.reconciliation import DicomReconciliation
 from domain.values import Actor
 
@@ -95,6 +95,9 @@ class MeshScan:
 
 def _image_3d(services: Services, actor: Actor, image_id: strawberry.ID) -> Image:
     image = services.app.get_image(parse_id(image_id, "imageId"), actor)
+    # As the REST 3D routes: a soft-deleted image exists only for those who may restore it.
+    if image.is_deleted and grant(actor.role, Permission.DELETE) is not Grant.FULL:
+        raise NotFound("image_not_found", "no such image")
     require(actor, Permission.VIEW_3D)
     return image
 

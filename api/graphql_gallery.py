@@ -251,6 +251,12 @@ class GalleryQuery:
         services: Services = info.context.services
         if as_of is not None:
             image = await blocking(services.app.as_of, actor, parse_id(id, "id"), Image, as_of)
+            allowed = _visible_categories(actor)
+            if allowed is not None:
+                # Front desk: a radiograph stays hidden in the past too (then or now).
+                now = await blocking(services.app.get_image, image.id, actor)
+                if image.category not in allowed or now.category not in allowed:
+                    raise NotFound("image_not_found", "no such image")
             node = _image_node(_gallery_image_from(image), actor)
         else:
             node = await _load_image(services, actor, parse_id(id, "id"))

@@ -18,6 +18,7 @@ from api.graphql_context import actor_of, blocking, parse_id
 from api.rest_reports import LINK_PATH, link_token
 from api.services import Services
 from domain.collage import Purpose
+from domain.permissions import Grant, Permission, require
 from domain.report import (
     LAYOUT_DESCRIPTIONS,
     LAYOUT_PARAMETERS,
@@ -157,6 +158,8 @@ def _spec(input: RequestReportInput) -> ReportSpec:
 
 def _reports_of(services: Services, actor: Actor, patient_id: str) -> list[ReportNode]:
     patient = services.app.get_patient(parse_id(patient_id, "patientId"), actor)  # tenancy
+    # Asked here too, not only per row: a patient without reports must not skip the check.
+    require(actor, Permission.VIEW, Grant.THUMBNAILS, Grant.METADATA)
     rows = services.reports.reports_of_patient(actor.clinic_id, patient.id)
     return [_node(services.app.report(actor, row.id)) for row in rows]
 

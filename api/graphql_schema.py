@@ -78,7 +78,9 @@ def router(graphiql: bool, introspection: bool = True) -> GraphQLRouter:
             # A websocket: subscriptions authenticate from connection_init (browsers cannot
             # set headers there), see api/graphql_subscriptions.py.
             return Context(services=services, actor=None)
-        if request.method != "GET" or request.headers.get("authorization"):
+        # Only the IDE page itself (a GET without a query) is served to anyone.
+        if request.method != "GET" or request.headers.get("authorization") \
+                or "query" in request.query_params:
             token = bearer_token(request.headers.get("authorization"))
             actor = verify_token(services.tokens, token, getattr(request.state, "request_id", ""))
         return Context(services=services, actor=actor)

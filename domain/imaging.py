@@ -151,10 +151,25 @@ class Imaging(AnnotationCommands, ImageEditCommands, ViewStateCommands, Comparis
             raise NotFound(
                 f"{kind.__name__.lower()}_not_found", f"no such {kind.__name__.lower()}"
             ) from None
+        except Gone:
+            # Destroyed: only its own clinic may learn that (410); to others it never was.
+            if self._clinic_of_shredded(aggregate_id) != actor.clinic_id:
+                raise NotFound(f"{kind.__name__.lower()}_not_found",
+                               f"no such {kind.__name__.lower()}") from None
+            raise
         if not isinstance(aggregate, kind) or aggregate.clinic_id != actor.clinic_id:
             # Another clinic's subject is indistinguishable from one that does not exist.
             raise NotFound(f"{kind.__name__.lower()}_not_found", f"no such {kind.__name__.lower()}")
         return aggregate
+
+    def _clinic_of_shredded(self, aggregate_id: UUID) -> str | None:
+        """Whose a crypto-shredded subject was, from its first event's clear envelope."""
+        for event in self.events.get(aggregate_id, limit=1):
+            header = getattr(event, "header", None)
+            if isinstance(header, dict):  # a ShreddedEvent: only the envelope is left
+                return header.get("clinic_id") or header.get("actor", {}).get("clinic_id")
+            return getattr(event, "clinic_id", None)
+        return None
 
     def get_patient(self, patient_id: UUID, actor: Actor) -> Patient:
         return self._get(patient_id, Patient, actor)

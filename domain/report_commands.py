@@ -73,8 +73,8 @@ class ReportCommands:
     # ---- users -----------------------------------------------------------------------------
 
     def request_report(self, actor: Actor, patient_id: UUID, spec: ReportSpec) -> tuple[UUID, int]:
+        self.get_patient(patient_id, actor)  # tenancy first: another clinic's id is 404
         require(actor, Permission.EXPORT)
-        self.get_patient(patient_id, actor)
         self._check_use(actor, patient_id, spec.purpose)
         report = Report(clinic_id=actor.clinic_id, patient_id=patient_id, spec=spec.to_dict(),
                         actor=actor)
@@ -97,8 +97,8 @@ class ReportCommands:
                      ) -> tuple[str, int, datetime, int]:
         """A new link id for one rendered version; returns (link id, version, expiry, position).
         The caller signs the link (the signing key is not the domain's)."""
-        require(actor, Permission.EXPORT)
         report = self.report(actor, report_id)
+        require(actor, Permission.EXPORT)
         if not MIN_LINK <= expires_in <= timedelta(days=MAX_LINK_DAYS):
             raise InvalidInput("invalid_expiry",
                                f"a link lasts from 5 minutes to {MAX_LINK_DAYS} days")
@@ -119,8 +119,8 @@ class ReportCommands:
 
     @_retrying
     def revoke_report_share(self, actor: Actor, report_id: UUID, link_id: str) -> int:
-        require(actor, Permission.EXPORT)
         report = self.report(actor, report_id)
+        require(actor, Permission.EXPORT)
         share = report.shares.get(link_id)
         if share is None:
             raise NotFound("link_not_found", "no such link on this report")
