@@ -27,6 +27,8 @@ from api.auth import issue_token
 from api.services import token_config
 from api.settings import Settings
 
+pytest_plugins = ["phi_log_scan"]
+
 TEST_MASTER_KEY = base64.b64encode(b"k" * 32).decode()
 TEST_TOKEN_SECRET = "test-token-secret-" + "x" * 32
 
