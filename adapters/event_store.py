@@ -193,6 +193,7 @@ class PostgresImaging(Imaging):
     def construct_mapper(self) -> Mapper[UUID]:
         self.key_store = KeyStore(connection_pool(self.env), master_key_from_env(self.env))
         self.key_store.create_schema()
+        self.key_store.verify_master_key()
         return SubjectEncryptingMapper(self.construct_transcoder(), self.key_store)
 
     def nudge_subscribers(self) -> None:

@@ -57,6 +57,18 @@ class KeyStore:
         with self._pool.connection() as conn:
             conn.execute(SCHEMA_SQL)
 
+    def verify_master_key(self) -> None:
+        """Refuse to start with a master key that does not open this installation's keys.
+
+        Otherwise a mistyped key would start a server that answers every read with a 500
+        and wraps new subjects' keys under the wrong master key.
+        """
+        with self._pool.connection() as conn:
+            row = conn.execute("SELECT subject_id, wrapped_key FROM subject_keys "
+                               "ORDER BY created_at LIMIT 1").fetchone()
+        if row is not None:
+            self._unwrap(row[0], bytes(row[1]))
+
     def _wrap(self, subject_id: UUID, key: bytes) -> bytes:
         return seal(self._master_key, key, subject_id.bytes)
 
