@@ -46,6 +46,30 @@ def test_graphql_depth_and_alias_limits(client, auth):
     aliases = " ".join(f"a{i}: __typename" for i in range(40))
     r = client.post("/graphql", json={"query": "{ " + aliases + " }"}, headers=auth("doctor"))
     assert r.json()["errors"][0]["extensions"]["code"] == "invalid_query"
+    assert r.json().get("data") is None
+
+
+def _nested(levels: int) -> str:
+    # Albums nest in albums: a legal query of any depth (the album need not exist).
+    return ('{ album(id: "00000000-0000-4000-8000-000000000000") { '
+            + "children { " * levels + "id" + " }" * levels + " } }")
+
+
+def test_graphql_depth_limit(client, auth):
+    allowed = client.post("/graphql", json={"query": _nested(8)}, headers=auth("doctor"))
+    assert allowed.json()["errors"][0]["extensions"]["code"] == "album_not_found"  # it ran
+    refused = client.post("/graphql", json={"query": _nested(12)}, headers=auth("doctor"))
+    assert refused.json()["errors"][0]["extensions"]["code"] == "invalid_query"
+    assert "depth" in refused.json()["errors"][0]["message"]
+
+
+def test_graphql_size_limit(client, auth):
+    """A query of more than 5000 tokens is refused before it is validated or run."""
+    fields = " ".join("__typename" for _ in range(6000))
+    r = client.post("/graphql", json={"query": "{ " + fields + " }"}, headers=auth("doctor"))
+    assert r.json()["errors"][0]["extensions"]["code"] == "invalid_query"
+    assert r.json().get("data") is None
+    assert client.get("/healthz").status_code == 200
 
 
 def test_request_id_is_echoed(client):

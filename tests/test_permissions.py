@@ -6,10 +6,16 @@ The expected outcomes are written out here by hand from the practice's permissio
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
 import time
 
 import jwt
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from conftest import (
     TEST_TOKEN_SECRET,
@@ -194,7 +200,24 @@ def _forged(claims, key=TEST_TOKEN_SECRET, algorithm="HS256"):
     base = {"sub": "u", "clinic": "c", "role": "doctor", "iss": "orthovault",
             "aud": "orthovault", "iat": int(time.time()), "exp": int(time.time()) + 600}
     base.update(claims)
+    base = {name: value for name, value in base.items() if value is not None}
+    if algorithm == "HS256" and isinstance(key, bytes):
+        # PyJWT refuses to HMAC with a PEM key (its own confusion guard); an attacker's
+        # library would not, so sign by hand.
+        header = {"alg": "HS256", "typ": "JWT"}
+        signing_input = b".".join(base64.urlsafe_b64encode(json.dumps(part).encode())
+                                  .rstrip(b"=") for part in (header, base))
+        signature = hmac.new(key, signing_input, hashlib.sha256).digest()
+        return (signing_input + b"." + base64.urlsafe_b64encode(signature).rstrip(b"=")
+                ).decode()
     return jwt.encode(base, key, algorithm=algorithm)
+
+
+# HS/RS confusion: a server that also took RS256 would verify with its public key; an
+# attacker then HMACs a token with that public key. We take HS256 with our secret only.
+_RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+_RSA_PUBLIC_PEM = _RSA_KEY.public_key().public_bytes(
+    serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 @pytest.mark.parametrize("token", [
@@ -202,8 +225,15 @@ def _forged(claims, key=TEST_TOKEN_SECRET, algorithm="HS256"):
     _forged({"exp": int(time.time()) - 10}), _forged({"role": "janitor"}),
     _forged({"aud": "someone-else"}), _forged({"clinic": ""}),
     jwt.encode({"sub": "u", "clinic": "c", "role": "doctor"}, None, algorithm="none"),
+    _forged({}, key=_RSA_KEY, algorithm="RS256"),
+    _forged({}, key=_RSA_PUBLIC_PEM, algorithm="HS256"),
+    _forged({}, algorithm="HS512"),
+    _forged({"iss": "someone-else"}),
+    _forged({"nbf": int(time.time()) + 3600}),
+    _forged({"exp": None}),
 ], ids=["missing", "empty", "garbage", "wrong-signature", "expired", "unknown-role",
-        "wrong-audience", "no-clinic", "alg-none"])
+        "wrong-audience", "no-clinic", "alg-none", "rs256", "hs-keyed-with-rsa-public-key",
+        "hs512-right-secret", "wrong-issuer", "not-yet-valid", "no-expiry"])
 def test_bad_tokens_get_401(client, token):
     headers = {} if token is None else {"Authorization": f"Bearer {token}"}
     r = client.get("/api/v1/images/00000000-0000-4000-8000-000000000000/thumbnail",
