@@ -137,6 +137,7 @@ def run(tmp: Path) -> dict:
         with psycopg.connect(SERVER, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     raw = base_done / 5.0
+    every = [v for values in latencies.values() for v in values]
     rate = done / SECONDS
     rows = [["mixed workload (all)", f"{rate:.1f}", "", "", errors, f"{rate / raw:.3f}x"]]
     for kind, values in sorted(latencies.items()):
@@ -155,6 +156,16 @@ def run(tmp: Path) -> dict:
                  "client (httpx, asyncio) runs beside it on the same 2 cores. Mix: 60 % "
                  "gallery page of 24 images, 30 % thumbnail, 10 % 640x480 photo upload. "
                  "Errors: any unexpected status or GraphQL error (must be 0).",
+        "summary": [{
+            "what": f"Load: mixed gallery / thumbnail / upload, concurrency {CONCURRENCY}, "
+                    f"{SECONDS:.0f} s",
+            "ours": f"{rate:.1f} req/s, p95 {_p(every, 95):.0f} ms, {errors} errors",
+            "baseline": f"/healthz {raw:.1f} req/s, p95 {_p(base_lat['healthz'], 95):.0f} ms "
+                        "(server stack limit)",
+            "ratio": f"{rate / raw:.2f}x",
+            "target": f"0 errors (issue 11): {'met' if errors == 0 else 'NOT met'}; "
+                      "no rate target",
+        }],
     }
 
 

@@ -210,4 +210,15 @@ def run(tmp: Path) -> dict:
                  "two idempotency look-ups, key-store reads, the event insert under the log's "
                  "table lock), about a fifth in decoding one frame to prove it renders; the "
                  "rendering worker and projections share the same process and GIL.",
+        "summary": [{
+            "what": f"DICOM ingest, STOW-RS, {CLIENTS} parallel clients",
+            "ours": f"{ours:.1f} instances/s",
+            "baseline": f"Orthanc + PostgreSQL here {theirs:.1f}/s" if theirs else
+                        f"Orthanc not installed here; published {ORTHANC_PUBLISHED:.0f}/s on "
+                        "bigger hardware",
+            "ratio": f"{ours / theirs:.2f}x" if theirs else
+                     f"{ours / ORTHANC_PUBLISHED:.2f}x published",
+            "target": f"report beside Orthanc's published {ORTHANC_PUBLISHED:.0f}/s "
+                      "(issue 4); none set",
+        }],
     }
