@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from domain.errors import StorageFull
+
 READ_BYTES = 1 << 20
+# "No space left" and "quota exceeded" both mean: free space, then try again.
+DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
 class LocalFolderBackend:
@@ -24,6 +30,22 @@ class LocalFolderBackend:
 
     def write(self, key: str, chunks: Iterable[bytes]) -> None:
         target = self._path(key)
+        created_folder = not target.parent.exists()
+        try:
+            self._write(target, chunks)
+        except OSError as error:
+            if error.errno not in DISK_FULL:
+                raise
+            if created_folder:
+                # Leave no trace of a refused write: the subject folder made for it goes too
+                # (rmdir only succeeds while it is empty).
+                with contextlib.suppress(OSError):
+                    target.parent.rmdir()
+            raise StorageFull("storage_full",
+                              "the blob store is out of space; nothing was stored") from None
+
+    @staticmethod
+    def _write(target: Path, chunks: Iterable[bytes]) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         handle, temp_name = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
         try:

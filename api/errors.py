@@ -22,6 +22,7 @@ STATUS: dict[ErrorKind, int] = {
     ErrorKind.TOO_LARGE: 413,
     ErrorKind.UNSUPPORTED: 415,
     ErrorKind.UNPROCESSABLE: 422,
+    ErrorKind.INSUFFICIENT_STORAGE: 507,
 }
 
 

@@ -15,7 +15,8 @@ from typing import IO
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from domain.errors import InvalidInput, TooLarge
+from adapters.local_folder import DISK_FULL
+from domain.errors import InvalidInput, StorageFull, TooLarge
 
 MAX_FIELD_BYTES = 8 * 1024
 MAX_PARTS = 64
@@ -147,6 +148,11 @@ async def receive_form(
     except (InvalidInput, TooLarge):
         form.close()
         raise
+    except OSError as error:
+        form.close()
+        if error.errno in DISK_FULL:  # the spool's disk, not the client's bytes
+            raise StorageFull("storage_full", "no space left to receive the upload") from None
+        raise InvalidInput("invalid_multipart", "the multipart body is malformed") from None
     except Exception:
         form.close()
         raise InvalidInput("invalid_multipart", "the multipart body is malformed") from None

@@ -19,6 +19,7 @@ class ErrorKind(Enum):
     TOO_LARGE = "too_large"  # 413
     UNSUPPORTED = "unsupported"  # 415: bytes of a type we do not take
     UNPROCESSABLE = "unprocessable"  # 422: well-formed but unusable content
+    INSUFFICIENT_STORAGE = "insufficient_storage"  # 507: our disk is full, not their fault
 
 
 class OrthovaultError(Exception):
@@ -71,3 +72,13 @@ class UnsupportedMedia(OrthovaultError):
 
 class Unprocessable(OrthovaultError):
     kind = ErrorKind.UNPROCESSABLE
+
+
+class StorageFull(OrthovaultError):
+    """The blob store has no space left; nothing of the refused write was kept.
+
+    Deliberately not an ``OSError``: workers treat it as transient (retry after space is
+    freed), not as a broken file to record as failed for good.
+    """
+
+    kind = ErrorKind.INSUFFICIENT_STORAGE

@@ -4,7 +4,8 @@ Idempotent by construction: the image's own state says whether anything is left 
 (destroyed, already processed, or already failed means nothing), so replaying an event after
 a crash records nothing twice. Losing an optimistic-concurrency race (someone tagged the
 image meanwhile) reloads it and tries again. A file the worker cannot handle is recorded as
-``ProcessingFailed`` with a code; the runner never stops on one bad file.
+``ProcessingFailed`` with a code; the runner never stops on one bad file. A full disk is
+not a bad file: it stops the runner, and the supervisor retries until space is freed.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from uuid import UUID
 import structlog
 from eventsourcing.persistence import IntegrityError
 
-from domain.errors import Gone
+from domain.errors import Gone, StorageFull
 from domain.image import Image, ImageStatus
 from domain.imaging import Imaging
 from domain.values import Actor
@@ -55,6 +56,10 @@ def process_image(
             result = compute(image)
         except Gone:
             return
+        except StorageFull:
+            # Not this file's fault: the runner stops, the supervisor restarts it with a
+            # growing pause (visible in /metrics), and the image is redone once space is free.
+            raise
         except failures as error:
             code = failure_code(error)
             log.warning("processing_failed", worker=worker, image_id=str(image.id), code=code,
