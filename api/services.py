@@ -15,6 +15,7 @@ from psycopg.sql import SQL, Identifier
 from adapters import embedded_postgres, local_secrets
 from adapters.blob_store import EncryptedBlobStore
 from adapters.event_store import PostgresImaging, check_connection, connection_pool
+from adapters.kafka_connection import kafka_security
 from adapters.kafka_consumer import TopicConsumer
 from adapters.local_folder import LocalFolderBackend
 from adapters.tile_reader import TileReader
@@ -216,6 +217,7 @@ class Services:
             max_poll_interval_ms=10_000, session_timeout_ms=6_000, heartbeat_interval_ms=1_000,
             # A topic created after the consumer joined is noticed within seconds.
             metadata_max_age_ms=5_000,
+            **kafka_security(self.settings),
         )
 
     def _booking_consumer(self) -> Any:
@@ -229,7 +231,8 @@ class Services:
 
     def _relay(self) -> Any:
         tracking = shared_tracking(self.app, kafka_relay.NAME, PostgresTrackingRecorder)
-        return kafka_relay.KafkaRelay(self.app, tracking, self.settings.kafka_bootstrap or "")
+        return kafka_relay.KafkaRelay(self.app, tracking, self.settings.kafka_bootstrap or "",
+                                      producer_config=kafka_security(self.settings))
 
     def _dicom_derivatives_runner(self) -> WorkerRunner:
         tracking = shared_tracking(self.app, dicom_derivatives.NAME, PostgresTrackingRecorder)

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import parse_qs, unquote, urlparse
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -60,6 +60,16 @@ class Settings(BaseSettings):
         default="orthovault",
         description="Consumer groups are <prefix>-booking, -crm, -treatment; installations "
                     "sharing one broker need different prefixes.")
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL"] = Field(
+        default="PLAINTEXT", description="SSL = every Kafka connection is TLS 1.2+, verified.")
+    kafka_ssl_cafile: Path | None = Field(
+        default=None, description="PEM CA bundle the broker's certificate must chain to; "
+                                  "unset = the system's trusted CAs.")
+    kafka_ssl_certfile: Path | None = Field(
+        default=None, description="PEM client certificate, for brokers that require one.")
+    kafka_ssl_keyfile: Path | None = Field(default=None, description="PEM key for it.")
+    kafka_ssl_check_hostname: bool = Field(
+        default=True, description="The broker's certificate must name the host connected to.")
     s3_endpoint: str | None = Field(default=None, description="host:port; set = blobs on S3.")
     s3_access_key: str | None = None
     s3_secret_key: SecretStr | None = None
@@ -73,6 +83,17 @@ class Settings(BaseSettings):
         description="Shards per pixel worker; processes of `orthovault worker` share them.",
     )
     log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _kafka_tls_is_whole(self) -> Settings:
+        """TLS files with PLAINTEXT would silently not be used; a key needs its certificate."""
+        files = (self.kafka_ssl_cafile, self.kafka_ssl_certfile, self.kafka_ssl_keyfile)
+        if self.kafka_security_protocol == "PLAINTEXT" and any(files):
+            raise ValueError("ORTHOVAULT_KAFKA_SSL_* files are set but "
+                             "ORTHOVAULT_KAFKA_SECURITY_PROTOCOL is PLAINTEXT; set it to SSL")
+        if self.kafka_ssl_keyfile and not self.kafka_ssl_certfile:
+            raise ValueError("ORTHOVAULT_KAFKA_SSL_KEYFILE needs ORTHOVAULT_KAFKA_SSL_CERTFILE")
+        return self
 
     @property
     def blob_dir(self) -> Path:
