@@ -172,7 +172,9 @@ def _conninfo(env: Any) -> str:
 def connection_pool(env: Any, *, max_size: int = 8) -> ConnectionPool:
     """A small pool on the same database the event store uses (configured alike)."""
     return ConnectionPool(_conninfo(env), min_size=1, max_size=max_size, open=True,
-                          kwargs={"autocommit": True}, name="orthovault-keys")
+                          kwargs={"autocommit": True}, name="orthovault-keys",
+                          # Replace connections a PostgreSQL restart dropped before use.
+                          check=ConnectionPool.check_connection)
 
 
 def check_connection(env: Any) -> None:

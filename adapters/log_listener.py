@@ -13,9 +13,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from typing import Any
 
 import structlog
-from eventsourcing.persistence import ListenNotifySubscription, Subscription
+from eventsourcing.persistence import (
+    IntegrityError,
+    ListenNotifySubscription,
+    StoredEvent,
+    Subscription,
+)
 from eventsourcing.postgres import PostgresApplicationRecorder
 from psycopg.sql import SQL, Identifier
 
@@ -94,6 +100,38 @@ class SharedListenRecorder(PostgresApplicationRecorder):
     def __init__(self, *args: object, **kwargs: object):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.listener = LogListener(self)
+
+    def insert_events(self, stored_events: Sequence[StoredEvent],
+                      **kwargs: Any) -> Sequence[int] | None:
+        """eventsourcing retries an insert whose connection broke, even one whose COMMIT went
+        through with only its answer lost (PostgreSQL restarting). The retry then conflicts
+        with its own rows; callers would take that for a concurrent writer and apply their
+        command a second time (a second DerivativesGenerated). Recognise our own rows
+        instead: the same ciphertext, whose random nonce no other writer has."""
+        try:
+            return super().insert_events(stored_events, **kwargs)
+        except IntegrityError:
+            ids = self._already_stored(stored_events)
+            if ids is None:
+                raise
+            log.warning("insert_found_committed", events=len(ids))
+            return ids
+
+    def _already_stored(self, stored_events: Sequence[StoredEvent]) -> list[int] | None:
+        if not stored_events:
+            return None
+        query = SQL("SELECT notification_id, state FROM {}.{} WHERE originator_id = %s"
+                    " AND originator_version = %s").format(
+            Identifier(self.datastore.schema), Identifier(self.events_table_name))
+        ids: list[int] = []
+        with self.datastore.transaction(commit=False) as curs:
+            for event in stored_events:
+                curs.execute(query, (event.originator_id, event.originator_version))
+                row = curs.fetchone()
+                if row is None or bytes(row["state"]) != bytes(event.state):
+                    return None
+                ids.append(row["notification_id"])
+        return ids
 
     def subscribe(self, gt: int | None = None,
                   topics: Sequence[str] = ()) -> Subscription[PostgresApplicationRecorder]:

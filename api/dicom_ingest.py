@@ -27,6 +27,7 @@ from eventsourcing.persistence import IntegrityError
 from adapters import dicom_codec
 from adapters.dicom_codec import DicomInstance
 from adapters.dicom_export import view_code_of
+from api.errors import database_unavailable
 from api.services import Services
 from domain.errors import Conflict, Gone, InvalidInput, Unprocessable
 from domain.image import ImageCategory
@@ -243,8 +244,9 @@ def ingest_dicom(
         # The same object won a race a moment ago (a modality retrying): keep the first.
         services.blobs.backend.delete_key(original.key)
         return _replay_image(services, actor, image_id, patient_id, sha256, info)
-    except BaseException:
-        services.blobs.backend.delete_key(original.key)
+    except BaseException as error:
+        if not database_unavailable(error):  # else the commit may have happened: keep it
+            services.blobs.backend.delete_key(original.key)
         raise
     if wait:
         services.wait_for_read_models(written.captured_position)
@@ -273,8 +275,9 @@ def _hold(
     except IntegrityError:
         services.blobs.backend.delete_key(original.key)
         return _replay_item(services, actor, item_id, original.sha256, info)
-    except BaseException:
-        services.blobs.backend.delete_key(original.key)
+    except BaseException as error:
+        if not database_unavailable(error):  # else the commit may have happened: keep it
+            services.blobs.backend.delete_key(original.key)
         raise
     return DicomIngestResult(IngestOutcome.RECONCILIATION, None, item_id, new.patient_id,
                              written.position, replayed=False, instance=info,
@@ -355,8 +358,9 @@ def file_reconciliation(services: Services, actor: Actor, item_id: UUID,
     command = app.reassign_reconciliation if reassign else app.resolve_reconciliation
     try:
         written = command(actor, item_id, new)
-    except BaseException:
-        services.blobs.backend.delete_key(original.key)
+    except BaseException as error:
+        if not database_unavailable(error):  # else the commit may have happened: keep it
+            services.blobs.backend.delete_key(original.key)
         raise
     services.blobs.backend.delete_key(item.original.key)
     services.wait_for_read_models(written.captured_position)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import psycopg
 import structlog
+from eventsourcing.persistence import ConnectionUnavailableError, PersistenceError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -24,6 +26,35 @@ STATUS: dict[ErrorKind, int] = {
     ErrorKind.UNPROCESSABLE: 422,
     ErrorKind.INSUFFICIENT_STORAGE: 507,
 }
+
+
+# What a client may do when PostgreSQL is away (restarting, failing over): try again soon.
+DATABASE_RETRY_AFTER = "5"
+
+
+def database_unavailable(error: BaseException | None) -> bool:
+    """Whether ``error`` (or what caused it) means PostgreSQL cannot be reached right now: a
+    lost or refused connection, a server shutting down or starting up, or no pooled
+    connection within the pool's timeout. Not a failing statement on a live connection."""
+    seen: set[int] = set()
+    pending = [error]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, psycopg.InterfaceError | ConnectionUnavailableError):
+            return True
+        if isinstance(current, psycopg.OperationalError):
+            state = current.sqlstate or ""
+            # No SQLSTATE: the connection itself failed (or the pool timed out);
+            # 08xxx: connection exception; 57P0x: admin/crash shutdown, cannot connect now.
+            if not state or state.startswith(("08", "57P")):
+                return True
+        if isinstance(current, BaseExceptionGroup):
+            pending.extend(current.exceptions)
+        pending.extend((current.__cause__, current.__context__))
+    return False
 
 
 def problem(status: int, code: str, detail: str, request: Request | None = None,
@@ -61,7 +92,23 @@ def install(app: FastAPI) -> None:
         code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
         return problem(error.status_code, code, str(error.detail), request)
 
+    def _unavailable(request: Request, error: Exception) -> JSONResponse:
+        # Expected while PostgreSQL restarts: the pools reconnect by themselves.
+        log.warning("database_unavailable", error=type(error).__name__)
+        return problem(503, "database_unavailable", "the database is unavailable; retry shortly",
+                       request, headers={"Retry-After": DATABASE_RETRY_AFTER})
+
+    async def _database(request: Request, error: Exception) -> JSONResponse:
+        if not database_unavailable(error):
+            raise error  # a failing statement is a bug: the catch-all below answers 500
+        return _unavailable(request, error)
+
+    for database_error in (psycopg.Error, PersistenceError):
+        app.add_exception_handler(database_error, _database)
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, error: Exception) -> JSONResponse:
+        if database_unavailable(error):  # wrapped, e.g. in an exception group
+            return _unavailable(request, error)
         log.error("unhandled_error", error=type(error).__name__)
         return problem(500, "internal_error", "an unexpected error occurred", request)

@@ -19,7 +19,7 @@ from strawberry.extensions import MaskErrors
 from strawberry.fastapi import BaseContext
 from strawberry.types import Info
 
-from api.errors import STATUS
+from api.errors import STATUS, database_unavailable
 from api.services import Services
 from domain.errors import InvalidInput, OrthovaultError, Unauthenticated
 from domain.values import Actor
@@ -68,6 +68,10 @@ class ErrorCodes(MaskErrors):
             # No resolver ran: the document or its variables were refused.
             message = error.message
             extensions = {"code": "invalid_query", "status": 400}
+        elif database_unavailable(original):  # PostgreSQL restarting: retry shortly
+            log.warning("database_unavailable", error=type(original).__name__)
+            message = "the database is unavailable; retry shortly"
+            extensions = {"code": "database_unavailable", "status": 503}
         else:
             log.error("graphql_unhandled_error", error=type(original).__name__)
             message = "an unexpected error occurred"
@@ -85,6 +89,7 @@ class OrthovaultSchema(strawberry.Schema):
         for error in errors:
             original = error.original_error
             code = (error.extensions or {}).get("code") if original is None else (
-                original.code if isinstance(original, OrthovaultError) else "internal_error")
+                original.code if isinstance(original, OrthovaultError) else
+                "database_unavailable" if database_unavailable(original) else "internal_error")
             log.info("graphql_error", code=code, path=error.path,
                      error=type(original).__name__ if original else None)

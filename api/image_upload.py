@@ -17,6 +17,7 @@ from uuid import UUID
 from eventsourcing.persistence import IntegrityError
 
 from adapters import file_types, image_codec
+from api.errors import database_unavailable
 from api.multipart_stream import ReceivedFile, ReceivedForm
 from api.services import Services
 from domain.errors import Conflict, InvalidInput, Unprocessable, UnsupportedMedia
@@ -196,8 +197,11 @@ def store_file(
         # The same Idempotency-Key won a race a moment ago: keep its image, drop our copy.
         services.blobs.backend.delete_key(original.key)
         return _replay(services, actor, image_id, received.sha256)
-    except BaseException:
-        services.blobs.backend.delete_key(original.key)
+    except BaseException as error:
+        # Without its connection the commit's outcome is unknown and the event may be
+        # stored: keep the blob (if it is unreferenced, `orthovault gc` removes it).
+        if not database_unavailable(error):
+            services.blobs.backend.delete_key(original.key)
         raise
     visible = True
     if wait:

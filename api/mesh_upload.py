@@ -24,6 +24,7 @@ from eventsourcing.persistence import IntegrityError
 
 from adapters import mesh_codec
 from adapters.mesh_codec import MEDIA_TYPES, MESH_MEDIA_TYPES, MeshInfo
+from api.errors import database_unavailable
 from api.image_upload import UploadFields, _captured_at, image_id_for
 from api.multipart_stream import ReceivedFile, ReceivedForm
 from api.services import Services
@@ -129,8 +130,9 @@ def store_mesh(services: Services, actor: Actor, patient_id: UUID, received: Rec
         # The same Idempotency-Key won a race a moment ago: keep its scan, drop our copy.
         services.blobs.backend.delete_key(original.key)
         return _replay(services, actor, image_id, received.sha256)
-    except BaseException:
-        services.blobs.backend.delete_key(original.key)
+    except BaseException as error:
+        if not database_unavailable(error):  # else the commit may have happened: keep it
+            services.blobs.backend.delete_key(original.key)
         raise
     if paired is not None:
         # The earlier scan learns its partner too (its metadata, recorded by us).

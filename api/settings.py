@@ -116,6 +116,9 @@ def eventsourcing_env(database_url: str, master_key: str) -> dict[str, str]:
         # api/services.py); connections are held only while used, LISTEN is shared.
         "POSTGRES_POOL_SIZE": "1",
         "POSTGRES_MAX_OVERFLOW": "15",
+        # A pooled connection is checked before use, so after PostgreSQL restarts the
+        # connections it dropped are replaced instead of failing one request each.
+        "POSTGRES_PRE_PING": "true",
         "APPLICATION_RECORDER_TOPIC": "adapters.log_listener:SharedListenRecorder",
         "CREATE_TABLE": "true",
         "ORTHOVAULT_MASTER_KEY": master_key,

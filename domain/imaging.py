@@ -402,6 +402,10 @@ class Imaging(AnnotationCommands, ImageEditCommands, ViewStateCommands, Comparis
     ) -> Written:
         """All of one processing pass in one transaction."""
         image = self.repository.get(image_id)
+        if image.derivatives or image.processing_failure:
+            # Recorded meanwhile: another runner of the pass during a lease hand-over (this
+            # retry lost the race to it). Recording again would apply the pass twice.
+            return Written(image.id, 0)
         if result.quality is not None:
             image.record_quality(report=result.quality, actor=actor)
         if result.category is not None and image.category_source != "user":
@@ -413,6 +417,8 @@ class Imaging(AnnotationCommands, ImageEditCommands, ViewStateCommands, Comparis
     @retry_on_conflict
     def record_tiles(self, actor: Actor, image_id: UUID, tiles: TilePyramid) -> Written:
         image = self.repository.get(image_id)
+        if image.tiles is not None or image.tiling_failure is not None:
+            return Written(image.id, 0)  # recorded meanwhile (see record_photo_processing)
         image.record_tiles(manifest=tiles.manifest, width=tiles.width, height=tiles.height,
                            tile_count=tiles.tile_count, actor=actor)
         return Written(image.id, self._save(image))

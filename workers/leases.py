@@ -212,6 +212,7 @@ class LeasedRunner:
         self.poll = poll
         self._on_exit = on_exit
         self._running: dict[str, Runner] = {}
+        self._stopping_units: dict[str, Runner] = {}  # dropped, thread not ended yet
         self._stopping = threading.Event()
 
     @property
@@ -249,6 +250,8 @@ class LeasedRunner:
                     self._drop(name)
                     continue
                 runner.run_forever(timeout=0)  # re-raises the unit's failure
+            elif self._draining(name):
+                continue  # its previous runner is still finishing an event: never two at once
             elif self.board.try_take(self.group, name):
                 try:
                     with _START_LOCK:
@@ -267,6 +270,17 @@ class LeasedRunner:
             runner.__exit__(None, None, None)
         finally:
             self.board.release(self.group, name)
+            if not getattr(runner, "finished", True):
+                # A handler blocked on a lost database outlives stop() (and __exit__'s join):
+                # a new runner now would apply its event a second time, concurrently.
+                self._stopping_units[name] = runner
+
+    def _draining(self, name: str) -> bool:
+        previous = self._stopping_units.get(name)
+        if previous is not None and not getattr(previous, "finished", True):
+            return True
+        self._stopping_units.pop(name, None)
+        return False
 
     def stop(self) -> None:
         self._stopping.set()

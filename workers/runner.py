@@ -61,6 +61,11 @@ class WorkerRunner:
             error, self._error = self._error, None
             raise error
 
+    @property
+    def finished(self) -> bool:
+        """Whether its thread has ended: one blocked on a lost database outlives stop()."""
+        return not self._thread.is_alive()
+
     def wait(self, notification_id: int, timeout: float = 10.0) -> None:
         self.tracking.wait(self.app.name, notification_id, timeout=timeout)
 
