@@ -28,6 +28,7 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.pixels import apply_rescale
 
+from adapters.isolated_decoding import pixel_array_isolated
 from domain.errors import InvalidInput, TooLarge, Unprocessable
 
 MISSING_SLICES = "cbct_missing_slices"
@@ -126,7 +127,7 @@ def _window(ds: Dataset) -> tuple[float, float] | None:
 
 def _pixels(ds: Dataset) -> np.ndarray:
     try:
-        array = ds.pixel_array
+        array = pixel_array_isolated(ds)  # C decoders: in a child process
     except Exception as error:
         raise Unprocessable(UNREADABLE, "the slice's pixel data cannot be decoded") from error
     return np.asarray(array)

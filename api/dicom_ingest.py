@@ -27,6 +27,7 @@ from eventsourcing.persistence import IntegrityError
 from adapters import dicom_codec
 from adapters.dicom_codec import DicomInstance
 from adapters.dicom_export import view_code_of
+from adapters.isolated_decoding import check_renders_isolated
 from api.errors import database_unavailable
 from api.services import Services
 from domain.errors import Conflict, Gone, InvalidInput, Unprocessable
@@ -162,7 +163,7 @@ def parse_instance(data: bytes, *, max_pixels: int) -> DicomInstance:
     # One frame decoded proves the transfer syntax is supported and the pixels are whole
     # enough to show: the upload path's "decode once" check, for DICOM.
     frame = info.number_of_frames // 2 if info.number_of_frames > 1 else 0
-    dicom_codec.render_dicom(data, frame, max_pixels=max_pixels)
+    check_renders_isolated(data, frame, max_pixels=max_pixels)  # in a child process
     return info
 
 

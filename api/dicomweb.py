@@ -31,6 +31,7 @@ from pydicom.encaps import generate_frames
 
 from adapters import dicom_codec
 from adapters.image_codec import JPEG_QUALITY, THUMBNAIL_PX
+from adapters.isolated_decoding import pixel_array_isolated, render_dicom_isolated
 from api.dicom_ingest import (
     DicomIngestResult,
     IngestOutcome,
@@ -615,7 +616,7 @@ def _native_frames(ds: pydicom.Dataset, numbers: list[int], frames: int) -> list
         pixel_data = ds.PixelData
         return [pixel_data[(n - 1) * size: n * size] for n in numbers]
     # Big endian, bit-packed, float or compressed: decode to native little-endian pixels.
-    array = ds.pixel_array
+    array = pixel_array_isolated(ds)  # C decoders: in a child process
     if frames == 1:
         array = array[np.newaxis, ...]
     return [np.ascontiguousarray(array[n - 1]).astype(array.dtype.newbyteorder("<")).tobytes()
@@ -682,7 +683,7 @@ def _rendered(request: Request, actor: Actor, study: str, series: str, sop: str,
     require(actor, Permission.VIEW)
     instance = _instances_of(services, actor, study, series, sop)[0]
     image = services.app.get_image(instance.image_id, actor)
-    pixels = dicom_codec.render_dicom(services.blobs.read(image.id, image.original), frame)
+    pixels = render_dicom_isolated(services.blobs.read(image.id, image.original), frame)
     body, media_type = _encode_image(pixels, request, None)
     services.app.record_access(actor, [(image.id, image.patient_id)], AccessKind.PREVIEW)
     return Response(body, media_type=media_type, headers={"Cache-Control": "private"})
@@ -713,8 +714,8 @@ def _thumbnail(request: Request, actor: Actor, study: str, series: str | None = 
     else:
         # Not rendered by the worker yet: render this one now rather than make a viewer wait.
         frames = instances[0].frames
-        pixels = dicom_codec.render_dicom(services.blobs.read(image.id, image.original),
-                                          frames // 2 if frames > 1 else 0)
+        pixels = render_dicom_isolated(services.blobs.read(image.id, image.original),
+                                       frames // 2 if frames > 1 else 0)
         body, media_type = _encode_image(pixels, request, THUMBNAIL_PX)
     services.app.record_access(actor, [(image.id, image.patient_id)], AccessKind.THUMBNAIL)
     return Response(body, media_type=media_type, headers={"Cache-Control": "private"})

@@ -12,7 +12,7 @@ from eventsourcing.postgres import PostgresTrackingRecorder
 from eventsourcing.utils import Environment
 from psycopg.sql import SQL, Identifier
 
-from adapters import embedded_postgres, local_secrets
+from adapters import embedded_postgres, isolated_decoding, local_secrets
 from adapters.blob_store import EncryptedBlobStore
 from adapters.event_store import PostgresImaging, check_connection, connection_pool
 from adapters.kafka_connection import kafka_security
@@ -150,6 +150,9 @@ class Services:
     @classmethod
     def build(cls, settings: Settings) -> Services:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        isolated_decoding.configure(isolated_decoding.DecoderLimits(
+            settings.decoder_processes, settings.decoder_memory_limit_mb,
+            settings.decoder_timeout_seconds))
         env = eventsourcing_env(database_url(settings), master_key(settings))
         check_connection(env)
         app = PostgresImaging(env=env)
@@ -314,6 +317,7 @@ class Services:
 
     def close(self) -> None:
         self.supervisor.stop()
+        isolated_decoding.shutdown()  # no decoder child outlives the server
         self.app.close()
         self.gallery.datastore.close()
         self.audit.datastore.close()

@@ -42,6 +42,14 @@ class Settings(BaseSettings):
         default="60/minute",
         description="Failed authentications per client address before it is refused.")
     max_image_pixels: int = 120_000_000
+    decoder_processes: int = Field(
+        default=2, ge=1, le=32,
+        description="Child processes decoding DICOM pixel data (a crash kills only a child).")
+    decoder_memory_limit_mb: int = Field(
+        default=4096, ge=128,
+        description="Address-space ceiling of each decoder child; beyond it: 413.")
+    decoder_timeout_seconds: float = Field(
+        default=120.0, gt=0, description="A decode running longer is killed: 422.")
     read_your_writes_timeout: float = 10.0
     cbct_stable_seconds: float = Field(
         default=30.0, description="A CT series with no new slice for this long is assembled."

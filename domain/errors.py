@@ -7,6 +7,7 @@ branch on and must never change once published.
 from __future__ import annotations
 
 from enum import Enum
+from typing import Any
 
 
 class ErrorKind(Enum):
@@ -36,6 +37,12 @@ class OrthovaultError(Exception):
         self.message = message
         if kind is not None:
             self.kind = kind
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Exceptions pickle as ``cls(*self.args)``, and args holds only the message: name
+        # the code too, so an error raised in a decoder child process crosses back intact
+        # (``kind``, when overridden, travels in the instance dict).
+        return type(self), (self.code, self.message), self.__dict__
 
 
 class InvalidInput(OrthovaultError):

@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 import pydicom
+from eventsourcing.postgres import PostgresTrackingRecorder
+from eventsourcing.utils import get_topic
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -23,7 +25,8 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from api.app import create_app
 from api.services import Services
-from conftest import token_for
+from conftest import token_for, wait_until
+from domain.image import Image
 from domain.patient import ConsentScope
 from domain.values import Actor
 from projections.dicom_index import DicomIndexProjection
@@ -85,6 +88,19 @@ class DicomStack:
                 start=None, limit=10_000_000, topics=list(topics))
             if mine:
                 view.wait(self.services.app.name, mine[-1].id, timeout=30)
+
+    def wait_for_renders(self) -> None:
+        """The DICOM render worker has handled every capture so far. It decodes in a child
+        process, so its preview can land well after the filing: a test comparing the log
+        head before and after a later call must not count that write."""
+        app = self.services.app
+        tracking = PostgresTrackingRecorder(
+            datastore=app.recorder.datastore,
+            tracking_table_name=f"{dicom_derivatives.NAME}_tracking")
+        captured = app.recorder.select_notifications(
+            start=None, limit=10_000_000, topics=[get_topic(Image.Captured)])
+        if captured:
+            wait_until(lambda: (tracking.max_tracking_id(app.name) or 0) >= captured[-1].id)
 
 
 # ---- building DICOM objects --------------------------------------------------------------

@@ -60,6 +60,7 @@ def _stored_state(stack: DicomStack) -> tuple[int, int]:
 
 def _refused(stack: DicomStack, clinic: str, data: bytes, patient: uuid.UUID | None,
              role: str = "clinic_admin") -> OrthovaultError:
+    stack.wait_for_renders()
     before = _stored_state(stack)
     with pytest.raises(OrthovaultError) as caught:
         _ingest(stack, clinic, data, patient, role)
@@ -171,6 +172,7 @@ def test_a_matching_object_is_filed_with_its_dicom_metadata(dicom_stack: DicomSt
     assert dicom["patient"]["id"] == "P-100"
 
     # A modality resending after a lost acknowledgement gets the same image, nothing new.
+    dicom_stack.wait_for_renders()  # the first one's preview is not the resend's write
     before = _stored_state(dicom_stack)
     again = _ingest(dicom_stack, clinic, data, patient)
     assert again.replayed and again.image_id == result.image_id

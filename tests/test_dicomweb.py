@@ -201,6 +201,7 @@ def test_stow_reports_each_instance_and_stores_nothing_bad(dicom_stack: DicomSta
     assert failed[0x00091010].value == "dicom_truncated"
 
     # All refused: 409, and nothing of them in the log.
+    dicom_stack.wait_for_renders()  # the good one's preview is written by the worker
     before = dicom_stack.services.app.recorder.max_notification_id()
     assert before > head
     response = _stow(session, dicom_stack.base_url, [truncated, b"not dicom at all"])

@@ -16,8 +16,9 @@ from eventsourcing.utils import get_topic
 from PIL import Image as PILImage
 
 from adapters.blob_store import BlobCorrupted, EncryptedBlobStore
-from adapters.dicom_codec import read_dicom, render_dicom
+from adapters.dicom_codec import read_dicom
 from adapters.image_codec import derivatives_from
+from adapters.isolated_decoding import render_dicom_isolated
 from domain.errors import OrthovaultError
 from domain.image import Image
 from domain.imaging import Imaging
@@ -34,7 +35,7 @@ WORKER_ACTOR = Actor(user_id="system:dicom-derivatives", role="system", clinic_i
 def render_derivatives(data: bytes) -> dict[str, bytes]:
     """{"preview": JPEG ≤1600 px, "thumbnail": JPEG ≤256 px} of the representative frame."""
     frames = read_dicom(data).number_of_frames
-    pixels = render_dicom(data, frames // 2 if frames > 1 else 0)
+    pixels = render_dicom_isolated(data, frames // 2 if frames > 1 else 0)
     return derivatives_from(PILImage.fromarray(np.ascontiguousarray(pixels)))
 
 
