@@ -17,10 +17,21 @@ from typing import Any
 
 import structlog
 from pydicom.dataset import Dataset
-from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
+from pynetdicom import (
+    AE,
+    ALL_TRANSFER_SYNTAXES,
+    AllStoragePresentationContexts,
+    _config,
+    evt,
+)
 from pynetdicom.sop_class import ModalityWorklistInformationFind, Verification
 
 from domain.errors import OrthovaultError
+
+# pynetdicom logs the identifiers of C-FIND requests and responses (patient names, ids,
+# birth dates) at INFO: never in our logs, whichever side of the association we are on.
+_config.LOG_REQUEST_IDENTIFIERS = False
+_config.LOG_RESPONSE_IDENTIFIERS = False
 
 log = structlog.get_logger("orthovault.dimse")
 
