@@ -82,7 +82,10 @@ def test_milestones_from_kafka_phase_images_once(database_factory, tmp_path, kaf
         def phases() -> list[dict] | None:
             timeline = graphql(client, headers, TIMELINE, {"id": patient})
             found = timeline["data"]["treatmentTimeline"]["phases"]
-            return found if len(found) == 2 else None
+            # Both milestones, not just two phases: before TP-9/1 lands, "before the first
+            # milestone" and TP-9/6 make two phases too (the records may come out of order).
+            ids = [p["milestone"]["id"] for p in found if p["milestone"]]
+            return found if ids == ["TP-9/1", "TP-9/6"] else None
 
         found = wait_until(phases, timeout=60)
         assert [p["milestone"] for p in found] == [
