@@ -64,23 +64,22 @@ class RateLimiter:
 
     def spend(self, items: tuple[RateLimitItem, ...], *key: str) -> int | None:
         """Count one request; the seconds to wait if a budget was already spent, else None."""
-        for item in items:
-            if not self._window.hit(item, *key):
-                reset = self._window.get_window_stats(item, *key).reset_time
-                return max(1, math.ceil(reset - time.time()))
-        return None
+        return self._first_spent(self._window.hit, items, key)
 
     def exhausted(self, items: tuple[RateLimitItem, ...], *key: str) -> int | None:
         """Like :meth:`spend` without counting: for budgets only failures spend."""
+        return self._first_spent(self._window.test, items, key)
+
+    def _first_spent(self, allows: Callable[..., bool], items: tuple[RateLimitItem, ...],
+                     key: tuple[str, ...]) -> int | None:
         for item in items:
-            if not self._window.test(item, *key):
+            if not allows(item, *key):
                 reset = self._window.get_window_stats(item, *key).reset_time
                 return max(1, math.ceil(reset - time.time()))
         return None
 
 
-def _caller(request: Request) -> str:
-    address = request.client.host if request.client else "unknown"
+def _caller(request: Request, address: str) -> str:
     try:
         token = bearer_token(request.headers.get("authorization"))
         actor = verify_token(request.app.state.services.tokens, token, "")
@@ -105,7 +104,7 @@ def rate_limit_middleware(limiter: RateLimiter
         address = request.client.host if request.client else "unknown"
         if wait := limiter.exhausted(budgets.failed_auth, "failed_auth", address):
             return _refused(request, wait, "failed authentications from this address")
-        caller = _caller(request)
+        caller = _caller(request, address)
         if wait := limiter.spend(budgets.requests, "requests", caller):
             return _refused(request, wait, "requests")
         is_write = request.method in ("POST", "PUT") and \
