@@ -8,7 +8,6 @@ Mutations wait for the annotations read model (read-your-writes) before answerin
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
@@ -25,7 +24,11 @@ from domain.cephalometry.norms import NORMS_VERSION
 from domain.errors import InvalidInput, NotFound, Unprocessable
 from domain.measurement import Calibration
 from domain.permissions import Permission, require
-from domain.superimposition import DEFAULT_REFERENCE_POINTS, Superimposition, superimpose
+from domain.superimposition import (
+    DEFAULT_REFERENCE_POINTS,
+    CalibratedSuperimposition,
+    superimpose_calibrated,
+)
 from domain.tracing import Tracing
 from domain.values import Actor
 from projections.annotations import AnnotationRow, TracingRow
@@ -362,35 +365,25 @@ def _report(analysis: TracingAnalysis) -> AnalysisReportNode:
         analysis_csv_url=f"/api/v1/tracings/{t.id}/analysis.csv")
 
 
-@dataclass(frozen=True)
-class Superimposed:
-    result: Superimposition
-    first_mm: dict[str, tuple[float, float]]
-    second_in_first_mm: dict[str, tuple[float, float]]
-
-
 def superimposed(services: Services, actor: Actor, first_id: UUID, second_id: UUID,
-                 method: str, reference_points: list[str] | None) -> Superimposed:
-    """Two tracings of one patient superimposed, each in mm with its own image calibration."""
+                 method: str, reference_points: list[str] | None) -> CalibratedSuperimposition:
+    """Two tracings of one patient superimposed, each in mm with its own image calibration
+    (per axis: row and column spacing)."""
     require(actor, Permission.CEPHALOMETRIC)
     first, second = services.app.tracing(actor, first_id), services.app.tracing(actor, second_id)
     if first.removed or second.removed:
         raise NotFound("tracing_not_found", "no such tracing")
     if first.patient_id != second.patient_id:
         raise InvalidInput("different_patients", "superimpose two tracings of one patient")
-    scales = []
+    calibrations = []
     for tracing in (first, second):
         calibration = image_calibration(services, actor, tracing.image_id)
         if calibration is None:
             raise Unprocessable("calibration_required",
                                 "superimposition compares millimetres: calibrate both images")
-        scales.append(calibration.mm_per_pixel)
-    result = superimpose(method, first.landmarks, second.landmarks, scales[0], scales[1],
-                         reference_points or DEFAULT_REFERENCE_POINTS)
-    first_mm = {c: (p[0] * scales[0], p[1] * scales[0]) for c, p in first.landmarks.items()}
-    moved = {c: result.transform.apply((p[0] * scales[1], p[1] * scales[1]))
-             for c, p in second.landmarks.items()}
-    return Superimposed(result, first_mm, moved)
+        calibrations.append(calibration)
+    return superimpose_calibrated(method, first.landmarks, second.landmarks, *calibrations,
+                                  reference_points or DEFAULT_REFERENCE_POINTS)
 
 
 def _superimposition(services: Services, actor: Actor, first_id: UUID, second_id: UUID,

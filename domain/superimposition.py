@@ -11,6 +11,10 @@ points. Two methods:
 Neither scales nor reflects: a scale change would hide growth, and a mirror image is a
 different patient view, not a pose. (``scipy.spatial.procrustes`` does both, hence Kabsch.)
 Rotation angles are positive clockwise on screen, the image y axis pointing down.
+
+Pixels are converted to millimetres per axis (column spacing for x, row spacing for y):
+with non-square pixels a single figure would shear the tracing, turning a -7 deg rotation
+into -6.4 deg and showing millimetres of displacement where nothing moved.
 """
 
 from __future__ import annotations
@@ -26,6 +30,10 @@ from domain import geometry as g
 from domain.cephalometry.landmarks import LANDMARKS, check_known
 from domain.errors import InvalidInput
 from domain.geometry import Point
+from domain.measurement import Calibration
+
+# mm per pixel: one figure for square pixels, or (column, row) spacing, i.e. (x, y).
+Spacing = float | tuple[float, float]
 
 # Points that growth and treatment barely move; callers may pass their own list.
 DEFAULT_REFERENCE_POINTS: tuple[str, ...] = ("S", "N", "Ba", "Pt")
@@ -81,17 +89,21 @@ class Superimposition:
         raise KeyError(code)
 
 
-def _to_mm(tracing: Mapping[str, Sequence[float]], mm_per_pixel: float) -> dict[str, Point]:
+def to_mm(tracing: Mapping[str, Sequence[float]], spacing: Spacing) -> dict[str, Point]:
+    """Landmarks in pixels to millimetres, x by the column and y by the row spacing."""
     check_known(tracing)
-    if not (math.isfinite(mm_per_pixel) and mm_per_pixel > 0):
-        raise InvalidInput("invalid_calibration", "mm_per_pixel must be positive")
+    column, row = (spacing, spacing) if isinstance(spacing, int | float) else spacing
+    for value in (column, row):
+        if not (math.isfinite(value) and value > 0):
+            raise InvalidInput("invalid_calibration", "mm_per_pixel must be positive")
     points: dict[str, Point] = {}
     for code, xy in tracing.items():
         x, y = float(xy[0]), float(xy[1])
         if not (math.isfinite(x) and math.isfinite(y)):
             raise InvalidInput("invalid_coordinates", f"landmark {code} has non-finite coordinates")
-        points[code] = (x * mm_per_pixel, y * mm_per_pixel)
+        points[code] = (x * column, y * row)
     return points
+
 
 
 def _result(
@@ -115,12 +127,12 @@ def _result(
 def sn_at_s(
     first: Mapping[str, Sequence[float]],
     second: Mapping[str, Sequence[float]],
-    mm_per_pixel: float,
-    second_mm_per_pixel: float | None = None,
+    mm_per_pixel: Spacing,
+    second_mm_per_pixel: Spacing | None = None,
 ) -> Superimposition:
     """Register S on S and S->N along S->N; the residual shows the change in S-N length."""
-    p1 = _to_mm(first, mm_per_pixel)
-    p2 = _to_mm(second, second_mm_per_pixel or mm_per_pixel)
+    p1 = to_mm(first, mm_per_pixel)
+    p2 = to_mm(second, second_mm_per_pixel or mm_per_pixel)
     missing = [c for c in ("S", "N") if c not in p1 or c not in p2]
     if missing:
         raise InvalidInput(
@@ -138,8 +150,8 @@ def sn_at_s(
 def best_fit(
     first: Mapping[str, Sequence[float]],
     second: Mapping[str, Sequence[float]],
-    mm_per_pixel: float,
-    second_mm_per_pixel: float | None = None,
+    mm_per_pixel: Spacing,
+    second_mm_per_pixel: Spacing | None = None,
     reference_points: Sequence[str] = DEFAULT_REFERENCE_POINTS,
 ) -> Superimposition:
     """Least-squares rigid fit (rotation + translation, det R = +1) on the reference points.
@@ -148,8 +160,8 @@ def best_fit(
     one line.
     """
     check_known(reference_points)
-    p1 = _to_mm(first, mm_per_pixel)
-    p2 = _to_mm(second, second_mm_per_pixel or mm_per_pixel)
+    p1 = to_mm(first, mm_per_pixel)
+    p2 = to_mm(second, second_mm_per_pixel or mm_per_pixel)
     reference = tuple(dict.fromkeys(c for c in reference_points if c in p1 and c in p2))
     if len(reference) < 3:
         raise InvalidInput(
@@ -181,8 +193,8 @@ def superimpose(
     method: Method | str,
     first: Mapping[str, Sequence[float]],
     second: Mapping[str, Sequence[float]],
-    mm_per_pixel: float,
-    second_mm_per_pixel: float | None = None,
+    mm_per_pixel: Spacing,
+    second_mm_per_pixel: Spacing | None = None,
     reference_points: Sequence[str] = DEFAULT_REFERENCE_POINTS,
 ) -> Superimposition:
     try:
@@ -192,3 +204,31 @@ def superimpose(
     if chosen is Method.SN_AT_S:
         return sn_at_s(first, second, mm_per_pixel, second_mm_per_pixel)
     return best_fit(first, second, mm_per_pixel, second_mm_per_pixel, reference_points)
+
+
+@dataclass(frozen=True, slots=True)
+class CalibratedSuperimposition:
+    """A superimposition of two calibrated images' tracings, with both drawn in mm."""
+
+    result: Superimposition
+    first_mm: dict[str, Point]
+    second_in_first_mm: dict[str, Point]
+
+
+def _spacing(calibration: Calibration) -> tuple[float, float]:
+    return (calibration.mm_per_pixel, calibration.row_spacing)
+
+
+def superimpose_calibrated(
+    method: Method | str,
+    first: Mapping[str, Sequence[float]],
+    second: Mapping[str, Sequence[float]],
+    first_calibration: Calibration,
+    second_calibration: Calibration,
+    reference_points: Sequence[str] = DEFAULT_REFERENCE_POINTS,
+) -> CalibratedSuperimposition:
+    """Superimpose with each image's own calibration, per axis (row and column spacing)."""
+    first_spacing, second_spacing = _spacing(first_calibration), _spacing(second_calibration)
+    result = superimpose(method, first, second, first_spacing, second_spacing, reference_points)
+    moved = {c: result.transform.apply(p) for c, p in to_mm(second, second_spacing).items()}
+    return CalibratedSuperimposition(result, to_mm(first, first_spacing), moved)

@@ -93,7 +93,8 @@ def test_real_ceph_full_analysis_matches_the_domain_computation(client, ceph):
     assert keys == ["steiner", "downs", "tweed", "mcnamara", "ricketts", "wits",
                     "bjork_jarabak"]
     measurements = [m for a in report["analyses"] for m in a["measurements"]]
-    assert len(measurements) == 29
+    assert len(measurements) == 33
+    assert report["normsVersion"] == "2026.1"
     # A full analysis: every measurement is computable from this tracing.
     assert [m["key"] for m in measurements if not m["computable"]] == []
     # The API serves exactly what the pure domain computes for this patient.
@@ -134,6 +135,7 @@ def test_pdf_report_has_the_overlay_and_every_value(client, ceph):
     text = " ".join(page.extract_text().split())
     assert "Cephalometric analysis" in text and tracing["id"] in text
     assert "scan_resolution" in text and "magnification 1.0571" in text
+    assert "norms version 2026.1" in text
     report = _data(graphql(client, doctor, ANALYSIS, {"id": tracing["id"]}), "cephAnalysis")
     for analysis in report["analyses"]:
         assert analysis["name"] in text
@@ -162,7 +164,7 @@ def test_exports_csv_json_and_overlay(client, ceph):
     assert {lm["code"] for lm in exported["landmarks"]} == set(LANDMARKS)
     analysis = list(csv.DictReader(io.StringIO(client.get(
         f"/api/v1/tracings/{tracing['id']}/analysis.csv", headers=doctor).text)))
-    assert len(analysis) == 29 and all(r["computable"] == "True" for r in analysis)
+    assert len(analysis) == 33 and all(r["computable"] == "True" for r in analysis)
     png = client.get(f"/api/v1/tracings/{tracing['id']}/overlay.png", headers=doctor)
     assert png.status_code == 200 and png.content[:8] == b"\x89PNG\r\n\x1a\n"
 

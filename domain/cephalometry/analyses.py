@@ -15,7 +15,8 @@ Conventions (see docs ORTHODONTICS.md):
 Ricketts summary, chosen because each is a well-defined construction on placed points:
 facial axis (angle Ba-N to Pt-Gn, reported as the posterior-inferior angle, 90 normal,
 smaller = vertical grower), convexity at A point (distance of A from N-Pog, mm), lower
-incisor to A-Pog (distance of the L1 tip, mm) and lower lip to the E-plane (Prn-Pog_s, mm).
+incisor to A-Pog (distance of the L1 tip, mm) and the lower and upper lip to the E-plane
+(Prn-Pog_s, mm).
 """
 
 from __future__ import annotations
@@ -133,9 +134,34 @@ def _convexity(p: Points, f: Vector | None) -> float:
     return math.copysign(angle, side) if side != 0 else angle
 
 
-def _a_to_n_perp(p: Points, _f: Vector | None) -> float:
-    # The line through N perpendicular to FH; distance along FH, Po->Or being anterior.
-    return g.dot(_vec(p, "N", "A"), g.direction(p["Po"], p["Or"], "FH"))
+def _to_n_perp(code: str) -> Compute:
+    def compute(p: Points, _f: Vector | None) -> float:
+        # The line through N perpendicular to FH; distance along FH, Po->Or being anterior.
+        return g.dot(_vec(p, "N", code), g.direction(p["Po"], p["Or"], "FH"))
+
+    return compute
+
+
+def _interincisal(p: Points, f: Vector | None) -> float:
+    """The angle between the incisor axes on their lingual (posterior) side, 0-360.
+
+    Measured from the U1 axis (tip->apex) round through the back of the mouth to the L1
+    axis (tip->apex), as drawn in the textbooks: 130 deg is normal, and a retroclined pair
+    whose apices lie ahead of their tips passes 180 deg. "Up" is L1 apex -> U1 apex (the two
+    roots are far apart vertically), so the sense does not depend on the image's handedness.
+    """
+    up = _vec(p, "L1_apex", "U1_apex")
+    posterior_sense = g.cross(_anterior(f), up)
+    if abs(posterior_sense) <= g.EPSILON * g.norm(up):
+        raise InvalidInput("degenerate_geometry", "the incisor apices lie on the anterior line")
+    turn = g.signed_angle(_vec(p, "U1", "U1_apex"), _vec(p, "L1", "L1_apex"))
+    # Anterior -> up -> posterior is one sense of rotation; measure U1 -> L1 in it.
+    return (math.copysign(1.0, posterior_sense) * turn) % 360.0
+
+
+def _u1_sn(p: Points, _f: Vector | None) -> float:
+    # The posterior-inferior angle between SN and the U1 axis: N->S against apex->tip.
+    return g.angle_between_vectors(_vec(p, "N", "S"), _vec(p, "U1_apex", "U1"))
 
 
 def _wits(p: Points, _f: Vector | None) -> float:
@@ -199,8 +225,7 @@ STEINER: tuple[_Definition, ...] = (
        lambda p, f: g.signed_distance_to_line(p["L1"], p["N"], p["B"], _anterior(f)),
        "lower incisors retruded", "lower incisors protruded"),
     _D("interincisal_angle", "Interincisal angle", "deg", ("U1", "U1_apex", "L1", "L1_apex"),
-       lambda p, f: g.angle_between_vectors(_vec(p, "U1", "U1_apex"), _vec(p, "L1", "L1_apex")),
-       "incisors proclined", "incisors upright"),
+       _interincisal, "incisors proclined", "incisors upright"),
 )
 
 DOWNS: tuple[_Definition, ...] = (
@@ -228,8 +253,10 @@ TWEED: tuple[_Definition, ...] = (
 )
 
 MCNAMARA: tuple[_Definition, ...] = (
-    _D("a_to_n_perp", "A to N-perpendicular", "mm", ("Po", "Or", "N", "A"), _a_to_n_perp,
+    _D("a_to_n_perp", "A to N-perpendicular", "mm", ("Po", "Or", "N", "A"), _to_n_perp("A"),
        "maxilla retrusive", "maxilla protrusive"),
+    _D("pog_to_n_perp", "Pog to N-perpendicular", "mm", ("Po", "Or", "N", "Pog"),
+       _to_n_perp("Pog"), "chin retrusive", "chin protrusive"),
     _D("co_a", "Co-A (midface length)", "mm", ("Co", "A"),
        lambda p, f: g.distance(p["Co"], p["A"]), "short midface", "long midface"),
     _D("co_gn", "Co-Gn (mandibular length)", "mm", ("Co", "Gn"),
@@ -237,6 +264,9 @@ MCNAMARA: tuple[_Definition, ...] = (
     _D("ans_me", "ANS-Me (lower face height)", "mm", ("ANS", "Me"),
        lambda p, f: g.distance(p["ANS"], p["Me"]),
        "short lower face height", "long lower face height"),
+    _D("maxillomandibular_difference", "Maxillomandibular difference (Co-Gn - Co-A)", "mm",
+       ("Co", "A", "Gn"), lambda p, f: g.distance(p["Co"], p["Gn"]) - g.distance(p["Co"], p["A"]),
+       "mandible short for the midface", "mandible long for the midface"),
 )
 
 RICKETTS: tuple[_Definition, ...] = (
@@ -252,6 +282,9 @@ RICKETTS: tuple[_Definition, ...] = (
     _D("lower_lip_to_e_plane", "Lower lip to E-plane", "mm", ("Prn", "Pog_s", "LL"),
        lambda p, f: g.signed_distance_to_line(p["LL"], p["Prn"], p["Pog_s"], _anterior(f)),
        "lower lip retrusive", "lower lip protrusive"),
+    _D("upper_lip_to_e_plane", "Upper lip to E-plane", "mm", ("Prn", "Pog_s", "UL"),
+       lambda p, f: g.signed_distance_to_line(p["UL"], p["Prn"], p["Pog_s"], _anterior(f)),
+       "upper lip retrusive", "upper lip protrusive"),
 )
 
 WITS: tuple[_Definition, ...] = (
@@ -267,6 +300,9 @@ BJORK_JARABAK: tuple[_Definition, ...] = (
        lambda p, f: _articular(p), "mandible rotated forward", "mandible rotated backward"),
     _D("gonial_angle", "Gonial angle (Ar-Go-Me)", "deg", ("Ar", "Go", "Me"),
        lambda p, f: _gonial(p), "horizontal growth pattern", "vertical growth pattern"),
+    _D("u1_sn", "U1-SN", "deg", ("S", "N", "U1", "U1_apex"), _u1_sn,
+       "upper incisors retroclined on the cranial base",
+       "upper incisors proclined on the cranial base"),
     _D("bjork_sum", "Bjork sum", "deg", ("N", "S", "Ar", "Go", "Me"),
        lambda p, f: _saddle(p) + _articular(p) + _gonial(p),
        "horizontal (counter-clockwise) growth pattern",

@@ -120,6 +120,10 @@ HAND_COMPUTED = [
     ("co_gn", 104.2017, "mm"),
     # ANS(74,47) to Me(45,117): sqrt(29^2 + 70^2) = sqrt(5741).
     ("ans_me", 75.7694, "mm"),
+    # Maxillomandibular difference: Co-Gn - Co-A = sqrt(10858) - sqrt(5858).
+    ("maxillomandibular_difference", 27.6641, "mm"),
+    # Pog to N-perp: (Pog - N) . unit(FH) = ((-13)(70) + (100)(8)) / 70.4557 = -110 / 70.4557.
+    ("pog_to_n_perp", -1.5613, "mm"),
     # --- Ricketts
     # Facial axis: N->Ba = (-92, 42), Pt->Gn = (43, 88);
     #   cos = (-3956 + 3696) / (sqrt(10228) sqrt(9593)) = -260 / 9905.49 -> 91.5041.
@@ -131,6 +135,9 @@ HAND_COMPUTED = [
     ("l1_to_a_pog", -0.3555, "mm"),
     # LL to Prn-Pog_s: |(-23)(43) - (63)(-15)| / sqrt(23^2 + 63^2) = 44 / 67.0671, ahead (+).
     ("lower_lip_to_e_plane", 0.6561, "mm"),
+    # UL(84,72) to Prn-Pog_s: |(-23)(27) - (63)(-11)| / 67.0671 = 72 / 67.0671; the line is at
+    # x = 85.14 for y = 72, the lip at 84, so behind (-).
+    ("upper_lip_to_e_plane", -1.0736, "mm"),
     # --- Wits
     # Occlusal plane from mid molars (28,80) to mid premolars (48,84): (20, 4).
     # (A - B) . unit = ((13)(20) + (-40)(4)) / sqrt(416) = 100 / 20.3961.
@@ -146,6 +153,8 @@ HAND_COMPUTED = [
     ("bjork_sum", 394.9920, "deg"),
     # S-Go = sqrt(5^2 + 82^2) = 82.1523; N-Me = sqrt(25^2 + 117^2) = 119.6411 -> 68.6656 %.
     ("facial_height_ratio", 68.6656, "%"),
+    # U1-SN: N->S = (-70, 0) against U1 apex->tip (10, 30): 90 + 18.4349.
+    ("u1_sn", 108.4349, "deg"),
 ]
 
 
@@ -360,7 +369,7 @@ def test_select_norm_prefers_sex_specific_then_narrower_age_then_newer():
         _norm(2.0, sex=Sex.FEMALE),
         _norm(3.0, sex=Sex.FEMALE, age_min=10, age_max=20),
         _norm(4.0, age_min=12, age_max=14),
-        _norm(5.0, sex=Sex.FEMALE, age_min=10, age_max=20, version="2026.1"),
+        _norm(5.0, sex=Sex.FEMALE, age_min=10, age_max=20, version="2099.1"),
     ]
     assert select_norm("x", norms=norms).mean == 1.0  # type: ignore[union-attr]
     assert select_norm("x", sex=Sex.FEMALE, norms=norms).mean == 2.0  # type: ignore[union-attr]

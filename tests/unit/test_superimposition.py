@@ -195,3 +195,48 @@ def test_dispatch_and_validation():
     with pytest.raises(InvalidInput) as err:
         best_fit(FIRST, FIRST, 0.0)
     assert err.value.code == "invalid_calibration"
+
+
+# --- non-square pixels (issue 19) ----------------------------------------------------------
+
+ANATOMY_MM = {
+    "S": (100.0, 100.0), "N": (170.0, 100.0), "Ba": (78.0, 142.0), "Pt": (112.0, 122.0),
+    "A": (165.0, 150.0), "B": (152.0, 190.0), "Pog": (157.0, 200.0), "Me": (145.0, 217.0),
+    "Go": (95.0, 182.0),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("method", ["sn_at_s", "best_fit"])
+def test_non_square_pixels_measured_per_axis(method):
+    from domain.measurement import Calibration, CalibrationSource
+    from domain.superimposition import superimpose_calibrated
+
+    # Both films have rows 0.11 mm and columns 0.10 mm apart. Between them the head turned
+    # -7 deg and moved; pogonion alone came 3 mm forward (growth).
+    column, row = 0.10, 0.11
+    calibration = Calibration(column, CalibrationSource.DICOM_PIXEL_SPACING,
+                              mm_per_pixel_y=row)
+    later_mm = {c: g.rotate(p, -7.0) for c, p in ANATOMY_MM.items()}
+    pog = ANATOMY_MM["Pog"]
+    later_mm["Pog"] = g.rotate((pog[0] + 3.0, pog[1]), -7.0)
+    later_mm = {c: (x + 12.0, y - 5.0) for c, (x, y) in later_mm.items()}
+
+    def film(points_mm):
+        return {c: (x / column, y / row) for c, (x, y) in points_mm.items()}
+
+    both = superimpose_calibrated(method, film(ANATOMY_MM), film(later_mm), calibration,
+                                  calibration)
+    # The later film is turned back by +7 deg onto the first.
+    assert both.result.transform.rotation_deg == pytest.approx(7.0, abs=1e-9)
+    for d in both.result.displacements:
+        if d.code == "Pog":
+            assert (d.dx, d.dy) == (pytest.approx(3.0, abs=1e-9), pytest.approx(0, abs=1e-9))
+        else:
+            assert d.distance == pytest.approx(0.0, abs=1e-9), d.code
+    assert both.first_mm["N"] == pytest.approx(ANATOMY_MM["N"])
+    assert both.second_in_first_mm["Me"] == pytest.approx(ANATOMY_MM["Me"])
+    # One figure for both axes (the old behaviour) shears the tracing: wrong angle, and
+    # displacement where nothing moved.
+    sheared = superimpose(method, film(ANATOMY_MM), film(later_mm), column)
+    assert abs(sheared.transform.rotation_deg - 7.0) > 0.3
+    assert max(d.distance for d in sheared.displacements if d.code != "Pog") > 1.0
