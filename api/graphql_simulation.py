@@ -16,8 +16,10 @@ import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
+from api.graphql_annotations import image_calibration
 from api.graphql_context import actor_of, blocking, parse_id
 from api.services import Services
+from domain.measurement import Calibration
 from domain.permissions import Permission, require
 from domain.simulation import DESIGN_NOTICE, PREDICTION_NOTICE, Simulation, SimulationKind
 from domain.smile_design import DEFAULT_RED_PCT, SmilePoints
@@ -141,7 +143,8 @@ class MovementInput:
 class GrowthForecastInput:
     patient_id: strawberry.ID
     landmarks: list[LandmarkInput]
-    mm_per_pixel: float
+    mm_per_pixel: float | None = strawberry.field(default=None, description=(
+        "Used only when the image has no calibration of its own (recorded as 'client')."))
     years: float
     age: float | None = strawberry.UNSET
     sex: str | None = strawberry.UNSET
@@ -153,8 +156,9 @@ class GrowthForecastInput:
 class VtoInput:
     patient_id: strawberry.ID
     landmarks: list[LandmarkInput]
-    mm_per_pixel: float
     movements: list[MovementInput]
+    mm_per_pixel: float | None = strawberry.field(default=None, description=(
+        "Used only when the image has no calibration of its own (recorded as 'client')."))
     image_id: strawberry.ID | None = None
     label: str = ""
 
@@ -249,6 +253,14 @@ def _given(value: Any) -> Any:
     return None if value is strawberry.UNSET else value
 
 
+async def _image_calibration(services: Services, actor: Actor, image_id: UUID | None
+                             ) -> Calibration | None:
+    """The image's effective calibration (DICOM, scan, ruler, manual), if it has one."""
+    if image_id is None:
+        return None
+    return await blocking(image_calibration, services, actor, image_id)
+
+
 async def _after(services: Services, actor: Actor, simulation_id: UUID, position: int
                  ) -> SimulationNode:
     await blocking(services.wait_for_read_models, position, services.simulations)
@@ -287,11 +299,13 @@ class SimulationMutation:
     async def run_growth_forecast(self, info: Info, input: GrowthForecastInput
                                   ) -> SimulationNode:
         actor, services = actor_of(info), info.context.services
+        image_id = _optional_id(input.image_id, "imageId")
         simulation_id, position = await blocking(
             services.app.run_growth_forecast, actor, parse_id(input.patient_id, "patientId"),
             landmarks=_landmarks(input.landmarks), mm_per_pixel=input.mm_per_pixel,
             years=input.years, age=_given(input.age), sex=_given(input.sex),
-            image_id=_optional_id(input.image_id, "imageId"), label=input.label,
+            image_id=image_id, label=input.label,
+            image_calibration=await _image_calibration(services, actor, image_id),
         )
         return await _after(services, actor, simulation_id, position)
 
@@ -299,11 +313,12 @@ class SimulationMutation:
                                      "following by published ratios.")
     async def run_vto(self, info: Info, input: VtoInput) -> SimulationNode:
         actor, services = actor_of(info), info.context.services
+        image_id = _optional_id(input.image_id, "imageId")
         simulation_id, position = await blocking(
             services.app.run_vto, actor, parse_id(input.patient_id, "patientId"),
             landmarks=_landmarks(input.landmarks), mm_per_pixel=input.mm_per_pixel,
-            movements=_movements(input.movements),
-            image_id=_optional_id(input.image_id, "imageId"), label=input.label,
+            movements=_movements(input.movements), image_id=image_id, label=input.label,
+            image_calibration=await _image_calibration(services, actor, image_id),
         )
         return await _after(services, actor, simulation_id, position)
 

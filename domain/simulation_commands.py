@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 from uuid import UUID
@@ -24,9 +25,10 @@ from eventsourcing.utils import get_topic
 
 from domain.access import AccessRecord
 from domain.consent_rules import Purpose
-from domain.errors import Conflict, Gone, InvalidInput, NotFound
+from domain.errors import Conflict, Gone, InvalidInput, NotFound, Unprocessable
 from domain.growth import GROWTH_DATA_VERSION, forecast_growth
-from domain.image import ImageCategory
+from domain.image import Image, ImageCategory
+from domain.measurement import Calibration
 from domain.patient import Sex
 from domain.permissions import Grant, Permission, require
 from domain.photo_warp import fit_affine, fit_similarity
@@ -61,6 +63,39 @@ RASTER_PHOTO_TYPES = ("image/jpeg", "image/png", "image/tiff", "image/webp", "im
 
 def _years_between(birth: date, day: date) -> float:
     return (day - birth).days / 365.2425
+
+
+@dataclass(frozen=True)
+class TracingScale:
+    mm_per_pixel: float
+    source: str  # a CalibrationSource value, or "client" for the request's own figure
+
+
+def tracing_scale(client_mm_per_pixel: float | None, image_calibration: Calibration | None
+                  ) -> TracingScale:
+    """The image's effective calibration when it has one; the client's figure only when it
+    has none (and recorded as the client's)."""
+    if image_calibration is not None:
+        if not image_calibration.is_isotropic:
+            raise Conflict("anisotropic_pixels",
+                           "the image has non-square pixels; simulations need square ones")
+        return TracingScale(calibration(image_calibration.mm_per_pixel),
+                            image_calibration.source.value)
+    if client_mm_per_pixel is None:
+        raise Unprocessable("calibration_required",
+                            "the image has no calibration: calibrate it or send mmPerPixel")
+    return TracingScale(calibration(client_mm_per_pixel), "client")
+
+
+def acquisition_date(image: Image) -> date:
+    """The day the radiograph was taken: DICOM Study Date, else the image's capture time."""
+    study_date = (image.metadata.get("dicom") or {}).get("study_date")
+    if isinstance(study_date, str) and study_date:
+        try:
+            return date.fromisoformat(study_date)
+        except ValueError:
+            pass  # an unreadable study date: the capture time is the next best witness
+    return image.captured_at.date()
 
 
 def _movement_payload(movements: Sequence[PlannedMovement]) -> list[dict[str, Any]]:
@@ -124,32 +159,47 @@ class SimulationCommands:
 
     # ---- growth forecast and VTO (computed here: pure and fast) -------------------------
 
-    def _tracing_context(self, actor: Actor, patient_id: UUID, image_id: UUID | None) -> Any:
+    def _tracing_context(self, actor: Actor, patient_id: UUID, image_id: UUID | None
+                         ) -> tuple[Any, Image | None]:
         require(actor, Permission.CEPHALOMETRIC)
         patient = self.get_patient(patient_id, actor)
+        image = None
         if image_id is not None:
             image = self.get_image(image_id, actor)
             if image.patient_id != patient.id:
                 raise Conflict("image_patient_mismatch", "the image belongs to another patient")
-        return patient
+        return patient, image
 
     def run_growth_forecast(
         self, actor: Actor, patient_id: UUID, *, landmarks: Sequence[tuple[str, float, float]],
-        mm_per_pixel: float, years: float, age: float | None, sex: str | None,
-        image_id: UUID | None, label: str,
+        mm_per_pixel: float | None, years: float, age: float | None, sex: str | None,
+        image_id: UUID | None, label: str, image_calibration: Calibration | None = None,
     ) -> tuple[UUID, int]:
-        patient = self._tracing_context(actor, patient_id, image_id)
+        """``image_calibration`` is the image's effective calibration (the caller reads the
+        ruler from the annotations read model); it beats the client's ``mm_per_pixel``."""
+        patient, image = self._tracing_context(actor, patient_id, image_id)
         tracing = tracing_from(landmarks)
-        mm_per_pixel = calibration(mm_per_pixel)
-        if age is None:
-            age = round(_years_between(patient.birth_date, datetime.now(UTC).date()), 2)
+        scale = tracing_scale(mm_per_pixel, image_calibration)
+        if age is not None:
+            age_source, acquired_on = "client", None
+        elif image is not None:
+            # The patient's age on the day the radiograph was taken, as the analyses use:
+            # an old ceph forecast from today's age starts from the wrong face.
+            age_source, acquired_on = "radiograph_date", acquisition_date(image)
+            age = round(_years_between(patient.birth_date, acquired_on), 2)
+        else:
+            age_source, acquired_on = "today", datetime.now(UTC).date()
+            age = round(_years_between(patient.birth_date, acquired_on), 2)
         sex = (sex or patient.sex).strip().lower()
         if sex not in SEXES:
             raise InvalidInput("invalid_sex", f"sex is one of {', '.join(SEXES)}")
-        forecast = forecast_growth(tracing, mm_per_pixel, age=age, years=years, sex=sex)
+        forecast = forecast_growth(tracing, scale.mm_per_pixel, age=age, years=years, sex=sex)
         parameters = {
             "landmarks": {c: list(xy) for c, xy in tracing.items()},
-            "mm_per_pixel": mm_per_pixel, "age": age, "years": years, "sex": sex,
+            "mm_per_pixel": scale.mm_per_pixel, "calibration_source": scale.source,
+            "age": age, "age_source": age_source,
+            "acquired_on": acquired_on.isoformat() if acquired_on else None,
+            "years": years, "sex": sex,
             "image_id": str(image_id) if image_id else None,
         }
         result = {**plain(forecast), "data_version": GROWTH_DATA_VERSION,
@@ -159,18 +209,19 @@ class SimulationCommands:
 
     def run_vto(
         self, actor: Actor, patient_id: UUID, *, landmarks: Sequence[tuple[str, float, float]],
-        mm_per_pixel: float, movements: Sequence[PlannedMovement], image_id: UUID | None,
-        label: str,
+        mm_per_pixel: float | None, movements: Sequence[PlannedMovement],
+        image_id: UUID | None, label: str, image_calibration: Calibration | None = None,
     ) -> tuple[UUID, int]:
-        patient = self._tracing_context(actor, patient_id, image_id)
+        patient, _image = self._tracing_context(actor, patient_id, image_id)
         tracing = tracing_from(landmarks)
-        mm_per_pixel = calibration(mm_per_pixel)
+        scale = tracing_scale(mm_per_pixel, image_calibration)
         parameters = {
             "landmarks": {c: list(xy) for c, xy in tracing.items()},
-            "mm_per_pixel": mm_per_pixel, "movements": _movement_payload(movements),
+            "mm_per_pixel": scale.mm_per_pixel, "calibration_source": scale.source,
+            "movements": _movement_payload(movements),
             "image_id": str(image_id) if image_id else None,
         }
-        result = self._vto_result(tracing, mm_per_pixel, movements, label)
+        result = self._vto_result(tracing, scale.mm_per_pixel, movements, label)
         return self._save_computed(actor, patient.id, SimulationKind.VTO, label, parameters,
                                    result)
 

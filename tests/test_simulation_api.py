@@ -150,6 +150,79 @@ def test_growth_forecast_defaults_to_the_patients_age_and_sex(client, auth):
     assert 14 < sim["parameters"]["age"] < 30
 
 
+CALIBRATE = """mutation($i: CalibrateImageInput!){ calibrateImage(input: $i){ version
+  effective { mmPerPixel source } } }"""
+
+
+def _radiograph(client, doctor, patient, captured_at: str | None = None, seed: int = 11) -> str:
+    fields = {"category": "radiograph"}
+    if captured_at:
+        fields["capturedAt"] = captured_at
+    response = upload(client, doctor, patient, jpeg_bytes(400, 500, seed=seed),
+                      fields=fields)
+    assert response.status_code in (200, 201, 202), response.text
+    return response.json()["id"]
+
+
+def test_growth_forecast_age_is_the_age_on_the_day_of_the_radiograph(client, auth):
+    doctor = auth("doctor")
+    patient = register_patient(client, doctor)  # born 2012-04-01
+    old_ceph = _radiograph(client, doctor, patient, "2020-06-15T10:00:00+00:00")
+    answer = graphql(client, doctor, GROWTH, {"input": {
+        "patientId": patient, "landmarks": LANDMARKS, "mmPerPixel": MM_PER_PX, "years": 2,
+        "imageId": old_ceph}})
+    assert "errors" not in answer, answer
+    parameters = answer["data"]["runGrowthForecast"]["parameters"]
+    # 2012-04-01 to 2020-06-15 is 2997 days: 8.21 years, not the patient's age today.
+    assert parameters["age"] == pytest.approx(round(2997 / 365.2425, 2))
+    assert parameters["age_source"] == "radiograph_date"
+    assert parameters["acquired_on"] == "2020-06-15"
+    # The growth tables are chosen for that age too: the same forecast asked with the age.
+    stated = graphql(client, doctor, GROWTH, {"input": {
+        "patientId": patient, "landmarks": LANDMARKS, "mmPerPixel": MM_PER_PX, "years": 2,
+        "age": parameters["age"]}})["data"]["runGrowthForecast"]
+    forecast = answer["data"]["runGrowthForecast"]["result"]
+    assert forecast["predicted_px"] == stated["result"]["predicted_px"]
+    assert stated["parameters"]["age_source"] == "client"
+
+
+def test_forecast_and_vto_take_the_images_calibration_over_the_clients(client, auth):
+    doctor = auth("doctor")
+    patient = register_patient(client, doctor)
+    calibrated = _radiograph(client, doctor, patient)
+    cal = graphql(client, doctor, CALIBRATE, {"i": {"imageId": calibrated, "version": 0,
+                                                    "mmPerPixel": 0.1}})
+    assert cal["data"]["calibrateImage"]["effective"]["mmPerPixel"] == pytest.approx(0.1)
+    uncalibrated = _radiograph(client, doctor, patient, seed=12)
+
+    def forecast(image_id, mm_per_pixel):
+        return graphql(client, doctor, GROWTH, {"input": {
+            "patientId": patient, "landmarks": LANDMARKS, "years": 2, "age": 9,
+            "imageId": image_id, "mmPerPixel": mm_per_pixel}})
+
+    # The client's 0.25 is ignored: the image knows its own scale.
+    own = forecast(calibrated, MM_PER_PX)["data"]["runGrowthForecast"]
+    assert own["parameters"]["mm_per_pixel"] == pytest.approx(0.1)
+    assert own["parameters"]["calibration_source"] == "manual"
+    # The same shift in mm is 2.5 times more pixels at 0.1 mm/px than at 0.25.
+    client_scaled = forecast(uncalibrated, MM_PER_PX)["data"]["runGrowthForecast"]
+    assert client_scaled["parameters"]["calibration_source"] == "client"
+    assert shift_px(own["result"], "Pog")[1] == pytest.approx(
+        2.5 * shift_px(client_scaled["result"], "Pog")[1])
+    # No calibration anywhere: refused, nothing stored.
+    before = simulation_count(client)
+    ext = error_of(forecast(uncalibrated, None))
+    assert (ext["code"], ext["status"]) == ("calibration_required", 422)
+    assert simulation_count(client) == before
+
+    vto = graphql(client, doctor, VTO, {"input": {
+        "patientId": patient, "landmarks": LANDMARKS, "mmPerPixel": MM_PER_PX,
+        "imageId": calibrated, "movements": [{"group": "mandible", "dxMm": 2.0}]}})
+    assert "errors" not in vto, vto
+    assert vto["data"]["runVto"]["parameters"]["mm_per_pixel"] == pytest.approx(0.1)
+    assert vto["data"]["runVto"]["parameters"]["calibration_source"] == "manual"
+
+
 @pytest.mark.parametrize(("change", "code"), [
     ({"years": 0}, "invalid_forecast_years"),
     ({"years": 25}, "invalid_forecast_years"),
