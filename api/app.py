@@ -14,6 +14,7 @@ from api import (
     dicomweb,
     errors,
     graphql_schema,
+    landmark_models,
     rest_cephalometry,
     rest_compliance,
     rest_images,
@@ -76,6 +77,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     errors.install(app)
     app.include_router(rest_images.router)
     app.include_router(rest_cephalometry.router)
+    app.include_router(landmark_models.router)
     app.include_router(rest_viewing.router)
     app.include_router(rest_reconciliation.router)
     app.include_router(rest_reports.router)

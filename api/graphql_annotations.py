@@ -95,6 +95,27 @@ class LandmarkNode:
     y: float
 
 
+@strawberry.type(name="LandmarkSuggestionSource")
+class SuggestionSourceNode:
+    source: str = strawberry.field(description="template_from_anchors or onnx_model.")
+    model_id: strawberry.ID | None
+    model_name: str | None
+    model_version: str | None
+
+
+@strawberry.type(name="LandmarkModel")
+class LandmarkModelNode:
+    id: strawberry.ID
+    name: str
+    version: str
+    input_width: int
+    input_height: int
+    landmarks: list[str] = strawberry.field(description="Codes in the model's output order.")
+    pixel_spacing_mm: float
+    sha256: str
+    size: int
+
+
 @strawberry.type(name="CephTracing")
 class TracingNode:
     id: strawberry.ID
@@ -107,6 +128,8 @@ class TracingNode:
         description="Placed or confirmed landmarks: the ones analyses use.")
     suggestions: list[LandmarkNode] = strawberry.field(
         description="Suggested positions awaiting a clinician's confirmation.")
+    suggested_by: SuggestionSourceNode | None = strawberry.field(
+        description="What made the current suggestions (a model: its name and version).")
     can_undo: bool | None
     can_redo: bool | None
     report_pdf_url: str
@@ -272,8 +295,15 @@ def _tracing(t: Tracing) -> TracingNode:
         id=strawberry.ID(str(t.id)), image_id=strawberry.ID(str(t.image_id)),
         patient_id=strawberry.ID(str(t.patient_id)), author=t.author, version=t.version,
         removed=t.removed, landmarks=_landmarks(t.landmarks),
-        suggestions=_landmarks(t.suggestions), can_undo=t.history.can_undo,
-        can_redo=t.history.can_redo, **_urls(t.id))
+        suggestions=_landmarks(t.suggestions), suggested_by=_suggested_by(t.suggested_by),
+        can_undo=t.history.can_undo, can_redo=t.history.can_redo, **_urls(t.id))
+
+
+def _suggested_by(by: dict[str, Any] | None) -> SuggestionSourceNode | None:
+    if by is None:
+        return None
+    return SuggestionSourceNode(source=by["source"], model_id=by.get("id"),
+                                model_name=by.get("name"), model_version=by.get("version"))
 
 
 def _tracing_from_row(row: TracingRow) -> TracingNode:
@@ -281,7 +311,7 @@ def _tracing_from_row(row: TracingRow) -> TracingNode:
         id=strawberry.ID(str(row.id)), image_id=strawberry.ID(str(row.image_id)),
         patient_id=strawberry.ID(str(row.patient_id)), author=row.author,
         version=row.version, removed=row.removed, landmarks=_landmarks(row.landmarks),
-        suggestions=_landmarks(row.suggestions),
+        suggestions=_landmarks(row.suggestions), suggested_by=None,
         can_undo=None, can_redo=None, **_urls(row.id))
 
 
@@ -486,6 +516,19 @@ class AnnotationQuery:
 
         return await blocking(load)
 
+    @strawberry.field(description="A registered landmark model of the clinic.")
+    async def landmark_model(self, info: Info, id: strawberry.ID) -> LandmarkModelNode:
+        from api.landmark_models import load_model, registered  # see suggest_landmarks
+
+        actor, services = actor_of(info), info.context.services
+        model = registered(await blocking(load_model, services, actor, parse_id(id, "id")))
+        s = model.spec
+        return LandmarkModelNode(
+            id=strawberry.ID(str(model.id)), name=s.name, version=s.version,
+            input_width=s.input_width, input_height=s.input_height,
+            landmarks=list(s.landmarks), pixel_spacing_mm=s.pixel_spacing_mm,
+            sha256=model.sha256, size=model.size)
+
     @strawberry.field(description="Run analyses (all by default: steiner, downs, tweed, "
                       "mcnamara, ricketts, wits, bjork_jarabak) on a tracing.")
     async def ceph_analysis(self, info: Info, tracing_id: strawberry.ID,
@@ -600,11 +643,25 @@ class AnnotationMutation:
 
         return await blocking(run)
 
-    @strawberry.mutation(description="Suggest the missing landmarks from the placed anchors "
-                         "S, N and Me (template baseline); confirm them to use them.")
-    async def suggest_landmarks(self, info: Info, tracing_id: strawberry.ID, version: int
-                                ) -> TracingNode:
-        return await _tracing_step(info, tracing_id, version, "suggest_landmarks")
+    @strawberry.mutation(description="Suggest the missing landmarks: with modelId, by a "
+                         "registered landmark model (run in a child process); without, from "
+                         "the placed anchors S, N and Me (template baseline). Confirm them to "
+                         "use them.")
+    async def suggest_landmarks(self, info: Info, tracing_id: strawberry.ID, version: int,
+                                model_id: strawberry.ID | None = None) -> TracingNode:
+        if model_id is None:
+            return await _tracing_step(info, tracing_id, version, "suggest_landmarks")
+        # Imported here: api.landmark_models uses this module's calibration helper.
+        from api.landmark_models import suggest_with_model
+
+        actor, services = actor_of(info), info.context.services
+
+        def run() -> TracingNode:
+            edited = suggest_with_model(services, actor, parse_id(tracing_id, "tracingId"),
+                                        version, parse_id(model_id, "modelId"))
+            return _tracing_after(services, actor, edited)
+
+        return await blocking(run)
 
     @strawberry.mutation(description="Accept suggestions (all when codes is omitted).")
     async def confirm_landmarks(self, info: Info, tracing_id: strawberry.ID, version: int,

@@ -34,7 +34,7 @@ from domain.image_calibration import (
     effective_calibration,
     recorded_calibration,
 )
-from domain.landmark_suggestion import SOURCE_TEMPLATE, suggest_from_anchors
+from domain.landmark_suggestion import SOURCE_MODEL, SOURCE_TEMPLATE, suggest_from_anchors
 from domain.measurement import Calibration, Shape
 from domain.permissions import Grant, Permission, require
 from domain.tracing import Tracing, validate_landmarks
@@ -285,15 +285,23 @@ class AnnotationCommands:
         tracing.remove_landmarks(codes, actor)
         return self._save_edit(tracing)
 
-    def suggest_landmarks(self, actor: Actor, tracing_id: UUID, expected_version: int
-                          ) -> Edited:
-        """Suggest the missing landmarks from the placed anchors (S, N, Me): the template
-        baseline of ``domain/landmark_suggestion.py``. Suggestions await confirmation."""
+    def suggest_landmarks(self, actor: Actor, tracing_id: UUID, expected_version: int, *,
+                          detected: Mapping[str, Sequence[float]] | None = None,
+                          model: dict[str, str] | None = None) -> Edited:
+        """Suggest the landmarks not placed yet: by default the template baseline of
+        ``domain/landmark_suggestion.py``; ``detected`` is a registered model's answer
+        (image pixels), recorded with ``model`` (id, name, version). Suggestions await
+        confirmation."""
         tracing, image = self._editable_tracing(actor, tracing_id, expected_version)
         if tracing.removed:
             raise Conflict("tracing_removed", "the tracing is removed; undo to restore")
-        suggested = suggest_from_anchors(tracing.landmarks, (image.width, image.height))
-        tracing.suggest(suggested, SOURCE_TEMPLATE, actor)
+        if detected is None:
+            suggested = suggest_from_anchors(tracing.landmarks, (image.width, image.height))
+            source = SOURCE_TEMPLATE
+        else:
+            suggested = validate_landmarks(detected, (image.width, image.height))
+            source = SOURCE_MODEL
+        tracing.suggest(suggested, source, actor, model=model)
         return self._save_edit(tracing)
 
     def confirm_landmarks(self, actor: Actor, tracing_id: UUID, expected_version: int,

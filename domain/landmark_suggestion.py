@@ -9,7 +9,8 @@ analyses use confirmed landmarks only.
 The template is a normal-shaped tracing in millimetres (face towards +x, y down) built to
 sit on the published norms (SNA 84°, SNB 79°, FMA 25°…); it is *not* the statistical mean
 of a labelled data set, which cannot be installed here. A clinic-supplied detector (an ONNX
-model) would implement :class:`LandmarkDetector` instead; none is wired yet.
+model) is registered and run through domain/landmark_model.py and
+adapters/onnx_landmarks.py; this template fit stays the fallback.
 
 Measured honestly on the only real tracing there is (tests/data/b1893l12_tracing.json,
 itself placed by eye): see :func:`radial_errors` and docs/cephalometry.md.
@@ -28,6 +29,7 @@ from domain.errors import InvalidInput
 
 ANCHORS: tuple[str, ...] = ("S", "N", "Me")
 SOURCE_TEMPLATE = "template_from_anchors"
+SOURCE_MODEL = "onnx_model"  # a registered model (domain/landmark_model.py)
 
 TEMPLATE_MM: dict[str, tuple[float, float]] = {
     "S": (0, 0), "N": (70, 0), "Po": (-10, 20), "Or": (60, 28),

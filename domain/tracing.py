@@ -68,6 +68,18 @@ class Tracing(Aggregate):
     def removed(self) -> bool:
         return bool(self.content["removed"])
 
+    @property
+    def suggested_by(self) -> dict[str, Any] | None:
+        """What produced the current suggestions: ``{"source": ...}`` and, for a model, its
+        id, name and version (recorded in ``LandmarksSuggested``)."""
+        by = self.content.get("suggested_by")
+        return dict(by) if by and self.suggestions else None
+
+    def _next(self, landmarks: Landmarks, suggestions: Landmarks, removed: bool) -> Content:
+        # Suggestions that survive an edit keep their provenance.
+        return {"landmarks": landmarks, "suggestions": suggestions, "removed": removed,
+                "suggested_by": self.content.get("suggested_by") if suggestions else None}
+
     def _ids(self) -> dict[str, Any]:
         return {"image_id": self.image_id, "patient_id": self.patient_id,
                 "clinic_id": self.clinic_id}
@@ -83,22 +95,25 @@ class Tracing(Aggregate):
     @event("LandmarksPlaced")
     def _placed(self, *, image_id: UUID, patient_id: UUID, clinic_id: str, codes: list[str],
                 landmarks: Landmarks, suggestions: Landmarks, actor: Actor) -> None:
-        self.history.push({"landmarks": landmarks, "suggestions": suggestions,
-                           "removed": False})
+        self.history.push(self._next(landmarks, suggestions, False))
 
-    def suggest(self, suggested: Landmarks, source: str, actor: Actor) -> None:
-        """Record suggestions for points not placed yet (they replace earlier ones)."""
+    def suggest(self, suggested: Landmarks, source: str, actor: Actor,
+                model: dict[str, str] | None = None) -> None:
+        """Record suggestions for points not placed yet (they replace earlier ones);
+        ``model`` names the detector (id, name, version) when one made them."""
         suggestions = {c: p for c, p in suggested.items() if c not in self.landmarks}
         if not suggestions:
             raise InvalidInput("nothing_to_suggest", "every suggestible landmark is placed")
         self._suggested(source=source, suggestions=suggestions, landmarks=self.landmarks,
-                        actor=actor, **self._ids())
+                        actor=actor, model=model, **self._ids())
 
     @event("LandmarksSuggested")
     def _suggested(self, *, image_id: UUID, patient_id: UUID, clinic_id: str, source: str,
-                   suggestions: Landmarks, landmarks: Landmarks, actor: Actor) -> None:
+                   suggestions: Landmarks, landmarks: Landmarks, actor: Actor,
+                   model: dict[str, str] | None = None) -> None:
+        # ``model`` has a default: events recorded before models existed carry none.
         self.history.push({"landmarks": landmarks, "suggestions": suggestions,
-                           "removed": False})
+                           "removed": False, "suggested_by": {"source": source, **(model or {})}})
 
     def confirm(self, codes: Sequence[str], actor: Actor) -> None:
         """Accept suggestions as placed landmarks (a clinician's decision, recorded)."""
@@ -118,8 +133,7 @@ class Tracing(Aggregate):
     def _confirmed(self, *, image_id: UUID, patient_id: UUID, clinic_id: str,
                    codes: list[str], landmarks: Landmarks, suggestions: Landmarks,
                    actor: Actor) -> None:
-        self.history.push({"landmarks": landmarks, "suggestions": suggestions,
-                           "removed": False})
+        self.history.push(self._next(landmarks, suggestions, False))
 
     def remove_landmarks(self, codes: Sequence[str], actor: Actor) -> None:
         check_known(codes)
@@ -135,8 +149,7 @@ class Tracing(Aggregate):
     def _landmarks_removed(self, *, image_id: UUID, patient_id: UUID, clinic_id: str,
                            codes: list[str], landmarks: Landmarks, suggestions: Landmarks,
                            actor: Actor) -> None:
-        self.history.push({"landmarks": landmarks, "suggestions": suggestions,
-                           "removed": False})
+        self.history.push(self._next(landmarks, suggestions, False))
 
     def discard(self, actor: Actor) -> None:
         """Remove the whole tracing (undo brings it back)."""
@@ -146,8 +159,7 @@ class Tracing(Aggregate):
     @event("Discarded")
     def _discarded(self, *, image_id: UUID, patient_id: UUID, clinic_id: str,
                    landmarks: Landmarks, suggestions: Landmarks, actor: Actor) -> None:
-        self.history.push({"landmarks": landmarks, "suggestions": suggestions,
-                           "removed": True})
+        self.history.push(self._next(landmarks, suggestions, True))
 
     def undo(self, actor: Actor) -> None:
         content = self.history.peek_undo()
