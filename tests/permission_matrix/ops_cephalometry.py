@@ -7,7 +7,9 @@ Classification (ARCHITECTURE.md table, docs/cephalometry.md):
   analysis: ``imaging:view`` + ``imaging:cephalometric``;
 - every tracing edit (start, place, remove, suggest, confirm, undo, redo, discard) is the
   cephalometric act itself: ``imaging:cephalometric``;
-- downloads (PDF, PNG, CSV, JSON) are ``imaging:export`` on top of what their content needs.
+- downloads (PDF, PNG, CSV, JSON) are ``imaging:export`` on top of what their content needs;
+- registering a landmark model and reading one are part of the cephalometric work (the model
+  places a tracing's landmarks): ``imaging:cephalometric``.
 
 Targets live on a small calibrated radiograph of a patient of this area's own, traced with
 the real B1893L12 tracing scaled down 4x (so the PDF and overlays render quickly).
@@ -16,8 +18,11 @@ the real B1893L12 tracing scaled down 4x (so the PDF and overlays render quickly
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 from typing import Any
+
+from onnx_models import centroid_model
 
 from conftest import jpeg_bytes, register_patient, upload
 from domain.landmark_suggestion import ANCHORS
@@ -199,6 +204,34 @@ def _superimposition(world: World, headers: Headers) -> Outcome:
     return rest_outcome(response)
 
 
+_MODEL = """query($id: ID!){ landmarkModel(id: $id){ id name version } }"""
+
+
+def _register_model(world: World, headers: Headers) -> Any:
+    return world.client.post(
+        "/api/v1/landmark-models", headers=headers,
+        files={"file": ("m.onnx", centroid_model(32, 32, [(1.0, 1.0)]), "application/onnx")},
+        data={"name": f"matrix-{uuid.uuid4().hex[:8]}", "version": "1", "inputWidth": "32",
+              "inputHeight": "32", "landmarks": "A", "pixelSpacingMm": "0.5"})
+
+
+def _model(world: World) -> str:
+    def build(w: World) -> str:
+        response = _register_model(w, w.admin)
+        assert response.status_code == 201, response.text
+        return response.json()["id"]
+
+    return world.once("ceph:model", build)
+
+
+def _landmark_model(world: World, headers: Headers) -> Outcome:
+    return world.gql(headers, _MODEL, {"id": _model(world)})
+
+
+def _post_model(world: World, headers: Headers) -> Outcome:
+    return rest_outcome(_register_model(world, headers))
+
+
 # Reading a tracing's landmarks (or listing an image's tracings) is clinical content on a
 # radiograph: FULL view only. Analysis values and superimpositions are the cephalometric
 # analysis itself, so they need imaging:cephalometric as well (clinical staff: denied).
@@ -224,6 +257,8 @@ OPERATIONS = [
     Operation("mutation undoTracing", TRACE, _undo),
     Operation("mutation redoTracing", TRACE, _redo),
     Operation("mutation discardTracing", TRACE, _discard),
+    Operation("query landmarkModel", TRACE, _landmark_model),
+    Operation("POST /api/v1/landmark-models", TRACE, _post_model, takes_id=False),
     # The report and the analysis table carry analysis values: export + cephalometric.
     Operation("GET /api/v1/tracings/{tracing_id}/report.pdf",
               {P.EXPORT: (), **ANALYSE}, _download("report.pdf", "application/pdf")),
