@@ -13,6 +13,7 @@ import json
 import uuid
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 from pypdf import PdfReader
@@ -308,3 +309,67 @@ def test_template_suggestions_from_three_anchors_on_the_real_ceph(client, ceph):
     report = _data(graphql(client, doctor, ANALYSIS, {"id": t["id"], "a": ["steiner"]}),
                    "cephAnalysis")
     assert all(m["computable"] for m in report["analyses"][0]["measurements"])
+
+
+# --- non-square pixels (issue 19) ----------------------------------------------------------
+
+REGISTER_PATIENT = """mutation($i: RegisterPatientInput!){ registerPatient(input: $i){ id } }"""
+# A cranial base and face in mm (facing +x, y down), inside a 130 x 140 mm field.
+ANATOMY_MM = {
+    "S": (40.0, 10.0), "N": (110.0, 10.0), "Ba": (18.0, 52.0), "Pt": (52.0, 32.0),
+    "A": (105.0, 60.0), "B": (92.0, 100.0), "Pog": (97.0, 110.0), "Me": (85.0, 127.0),
+    "Go": (35.0, 92.0),
+}  # fmt: skip
+ROW_MM, COLUMN_MM = 0.11, 0.10
+
+
+def _dicom_ceph(external_id: str) -> bytes:
+    from dicom_support import dicom_bytes
+
+    pixels = np.zeros((1300, 1400), np.uint8)
+    return dicom_bytes(pixels, modality="DX", patient_id=external_id,
+                       PixelSpacing=[ROW_MM, COLUMN_MM])
+
+
+def test_superimposition_measures_non_square_pixels_per_axis(client, auth):
+    doctor = auth("doctor")
+    external_id = f"ANISO-{uuid.uuid4().hex[:8]}"
+    patient = graphql(client, doctor, REGISTER_PATIENT, {"i": {
+        "externalId": external_id, "givenName": "Ada", "familyName": "Lovelace",
+        "birthDate": "2012-04-01", "sex": "female"}})["data"]["registerPatient"]["id"]
+    # The head turned -7 deg about (65, 70) mm between the films; Pog alone came 3 mm forward.
+    later = {}
+    for code, (x, y) in ANATOMY_MM.items():
+        dx = 3.0 if code == "Pog" else 0.0
+        rx, ry = _rotate((x + dx - 65.0, y - 70.0), -7.0)
+        later[code] = (rx + 65.0, ry + 70.0)
+    tracings = []
+    for n, anatomy in enumerate((ANATOMY_MM, later)):
+        response = upload(client, doctor, patient, _dicom_ceph(external_id),
+                          filename=f"ceph{n}.dcm", content_type="application/dicom")
+        assert response.status_code == 201, response.text
+        landmarks = [{"code": c, "x": x / COLUMN_MM, "y": y / ROW_MM}
+                     for c, (x, y) in anatomy.items()]
+        tracings.append(_data(graphql(client, doctor, START, {"img": response.json()["id"],
+                                                               "lm": landmarks}),
+                              "startTracing"))
+    for method in ("sn_at_s", "best_fit"):
+        result = _data(graphql(client, doctor, COMPARE, {"a": tracings[0]["id"],
+                                                         "b": tracings[1]["id"], "m": method}),
+                       "compareTracings")
+        # One spacing for both axes gave -6.37 deg and mm of false displacement here.
+        assert result["rotationDeg"] == pytest.approx(7.0, abs=1e-6), method
+        for d in result["displacements"]:
+            expected = (3.0, 0.0) if d["code"] == "Pog" else (0.0, 0.0)
+            assert (d["dxMm"], d["dyMm"]) == (pytest.approx(expected[0], abs=1e-6),
+                                              pytest.approx(expected[1], abs=1e-6)), d
+    # The analyses still refuse such pixels rather than measure them wrongly.
+    refused = graphql(client, doctor, ANALYSIS, {"id": tracings[0]["id"]})
+    assert refused["errors"][0]["extensions"]["code"] == "anisotropic_pixels"
+
+
+def _rotate(p, degrees):
+    import math
+
+    c, s = math.cos(math.radians(degrees)), math.sin(math.radians(degrees))
+    return (c * p[0] - s * p[1], s * p[0] + c * p[1])
