@@ -35,7 +35,7 @@ from api.rest_cephalometry import image_pixels
 from api.rest_images import ActorDep, services_of
 from api.services import Services
 from domain.annotation_commands import Edited
-from domain.errors import Conflict, InvalidInput, NotFound, TooLarge, Unprocessable
+from domain.errors import Conflict, InvalidInput, NotFound, Unprocessable
 from domain.landmark_model import (
     MAX_MODEL_BYTES,
     MODEL_MEDIA_TYPE,
@@ -104,6 +104,14 @@ def _spec_of(form: ReceivedForm) -> ModelSpec:
                       pixel_spacing_mm=spacing)
 
 
+def _registered_already(services: Services, id_: UUID) -> bool:
+    try:
+        services.app.repository.get(id_)
+    except AggregateNotFoundError:
+        return False
+    return True
+
+
 def register_model(services: Services, actor: Actor, form: ReceivedForm) -> RegisteredModel:
     require(actor, Permission.CEPHALOMETRIC)
     files = [f for f in form.files if f.field_name == "file"]
@@ -111,11 +119,8 @@ def register_model(services: Services, actor: Actor, form: ReceivedForm) -> Regi
         raise InvalidInput("file_required", "send the .onnx model as the multipart field file")
     spec = _spec_of(form)
     new_id = model_id(actor.clinic_id, spec)
-    try:
-        services.app.repository.get(new_id)
+    if _registered_already(services, new_id):
         raise Conflict("model_exists", f"{spec.label} is already registered")
-    except AggregateNotFoundError:
-        pass
     upload = files[0]
     data = upload.handle.read()
     check_output_shape(onnx_landmarks.inspect_model(data, upload.sha256,
@@ -174,8 +179,6 @@ def suggest_with_model(services: Services, actor: Actor, tracing_id: UUID, versi
     if pixels is None:
         raise Conflict("image_not_rendered", "the radiograph is not rendered yet; retry")
     data = services.blobs.read(model.id, model.file)
-    if len(data) > MAX_MODEL_BYTES:
-        raise TooLarge("model_too_large", "the model file is too large")
     output = onnx_landmarks.predict(data, model.file.sha256, pixels, frame.resized,
                                     (model.spec.input_width, model.spec.input_height))
     suggestions = read_predictions(output, model.spec, frame, size)
