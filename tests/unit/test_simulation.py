@@ -115,3 +115,43 @@ def test_control_points_follow_the_registration():
     assert points.codes == ("UL", "Pog_s")  # profile points only, forehead to chin
     np.testing.assert_allclose(points.current, [[268, 194], [244, 266]])
     np.testing.assert_allclose(points.predicted - points.current, [[0, 0], [8, 0]])
+
+
+# --- the radiograph's own date and scale (issue 19) -----------------------------------------
+
+
+def test_acquisition_date_prefers_the_dicom_study_date():
+    from datetime import UTC, date, datetime
+    from types import SimpleNamespace
+
+    from domain.simulation_commands import acquisition_date
+
+    uploaded_late = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+    dicom = SimpleNamespace(metadata={"dicom": {"study_date": "2019-11-20"}},
+                            captured_at=uploaded_late)
+    assert acquisition_date(dicom) == date(2019, 11, 20)  # type: ignore[arg-type]
+    scanned_film = SimpleNamespace(metadata={}, captured_at=datetime(2018, 5, 2, tzinfo=UTC))
+    assert acquisition_date(scanned_film) == date(2018, 5, 2)  # type: ignore[arg-type]
+    unreadable = SimpleNamespace(metadata={"dicom": {"study_date": "2019-13-45"}},
+                                 captured_at=uploaded_late)
+    assert acquisition_date(unreadable) == date(2026, 3, 1)  # type: ignore[arg-type]
+
+
+def test_tracing_scale_takes_the_image_calibration_over_the_client():
+    from domain.errors import Unprocessable
+    from domain.measurement import Calibration, CalibrationSource
+    from domain.simulation_commands import tracing_scale
+
+    ruler = Calibration(0.1, CalibrationSource.RULER)
+    assert tracing_scale(0.25, ruler).mm_per_pixel == 0.1
+    assert tracing_scale(0.25, ruler).source == "ruler"
+    assert tracing_scale(None, ruler).mm_per_pixel == 0.1
+    assert (tracing_scale(0.25, None).mm_per_pixel, tracing_scale(0.25, None).source) == (
+        0.25, "client")
+    with pytest.raises(Unprocessable) as none:
+        tracing_scale(None, None)
+    assert none.value.code == "calibration_required"
+    non_square = Calibration(0.1, CalibrationSource.DICOM_PIXEL_SPACING, mm_per_pixel_y=0.11)
+    with pytest.raises(Conflict) as refused:
+        tracing_scale(0.25, non_square)
+    assert refused.value.code == "anisotropic_pixels"
