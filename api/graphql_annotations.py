@@ -129,7 +129,8 @@ class TracingNode:
     suggestions: list[LandmarkNode] = strawberry.field(
         description="Suggested positions awaiting a clinician's confirmation.")
     suggested_by: SuggestionSourceNode | None = strawberry.field(
-        description="What made the current suggestions (a model: its name and version).")
+        description="What made the current suggestions (a model: its name and version); "
+                    "given by cephTracing and the tracing mutations, null in imageTracings.")
     can_undo: bool | None
     can_redo: bool | None
     report_pdf_url: str
