@@ -7,10 +7,10 @@ import base64
 
 import pytest
 import search_typo_recall as recall
-from organisation_support import add_image, ok
-from test_search import CREATE_ALBUM, SEARCH, hit_ids, search
+from organisation_support import add_image, ok, searchable
+from test_search import CREATE_ALBUM, hit_ids, search
 
-from conftest import register_patient
+from conftest import REGISTER, register_patient
 
 ADD = """mutation($input: AlbumImagesInput!) { addImagesToAlbum(input: $input) { id } }"""
 RENAME = """mutation($input: RenameAlbumInput!) { renameAlbum(input: $input) { id } }"""
@@ -56,9 +56,11 @@ def johnsons(client, auth):
     doctor = auth("doctor")
     katherine = register_patient(client, doctor, given_name="Katherine", family_name="Johnson")
     ben = register_patient(client, doctor, given_name="Ben", family_name="Jonson")
-    return {"doctor": doctor, "katherine": katherine, "ben": ben,
+    made = {"doctor": doctor, "katherine": katherine, "ben": ben,
             "katherine_photo": add_image(client, doctor, katherine, tags="crossbite"),
             "ben_photo": add_image(client, doctor, ben, tags="crowding")}
+    searchable(client)
+    return made
 
 
 def test_swapped_letters_find_the_intended_name_first(client, johnsons):
@@ -95,8 +97,12 @@ def test_tags_and_album_names_with_typos(client, johnsons):
 
 
 def test_identifiers_are_never_corrected_into_another_patients(client, auth):
+    """A mistyped chart number must not silently find another patient's records."""
     doctor = auth("doctor")
-    patient = register_patient(client, doctor, given_name="Ida", family_name="Quist")
-    add_image(client, doctor, patient)
-    result = ok(client, doctor, SEARCH, {"q": "zz12345"})["search"]
-    assert result["corrections"] == []
+    patient = ok(client, doctor, REGISTER, {"input": {
+        "externalId": "104857", "givenName": "Ida", "familyName": "Quist",
+        "birthDate": "2012-04-01", "sex": "female"}})["registerPatient"]["id"]
+    searchable(client)
+    assert [p["id"] for p in search(client, doctor, "104857")["patients"]] == [patient]
+    result = search(client, doctor, "104875")  # two digits swapped: another chart number
+    assert result["corrections"] == [] and result["patients"] == []

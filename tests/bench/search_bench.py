@@ -139,6 +139,7 @@ def _load(conn: psycopg.Connection, view: Any, rng: random.Random) -> dict[str, 
             as copy:
         for (clinic, word), refs in vocabulary.items():
             copy.write_row((clinic, word, refs))
+    view.fill_variants()  # the lexicon's deletion neighbourhood, as a rebuild leaves it
     started = time.perf_counter()
     for definition in definitions:
         conn.execute(definition)
@@ -146,6 +147,7 @@ def _load(conn: psycopg.Connection, view: Any, rng: random.Random) -> dict[str, 
     conn.execute(f"VACUUM (ANALYZE) {images}")
     conn.execute(f"ANALYZE {patients_table}")
     conn.execute(f"ANALYZE {terms}")
+    conn.execute(f"ANALYZE {view.variants.as_string(conn)}")
     timings["index"] = time.perf_counter() - started
     return timings
 
