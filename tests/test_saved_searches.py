@@ -176,3 +176,27 @@ def test_bad_input_is_a_clear_error_and_stores_nothing(client, auth, fields, cod
     assert ok(client, doctor, LIST, {})["savedSearches"] == []
     assert error_code(client, doctor, OPEN, {"id": "not-a-uuid"}) == "invalid_id"
     assert "errors" not in graphql(client, doctor, LIST, {})
+
+
+def test_hostile_names_and_queries_are_stored_verbatim_or_refused(client, auth):
+    """Names and queries read back as sent (whitespace normalised) or get a stable 4xx
+    code; nothing is interpreted as SQL or tsquery, and the read model keeps up."""
+    from corpus.build import HOSTILE_STRINGS, UNPRINTABLE_STRINGS
+
+    doctor = auth("doctor")
+    unprintable = {k: v for k, v in UNPRINTABLE_STRINGS.items()
+                   if k != "lone-surrogate-escape"}  # refused for every field (TextGuard)
+    for name, value in {**HOSTILE_STRINGS, **unprintable}.items():
+        for field in ("name", "query"):
+            fields = {"name": "n", "query": "ada", field: value}
+            result = graphql(client, doctor, CREATE, {"i": fields})
+            if "errors" in result:
+                code = result["errors"][0]["extensions"]["code"]
+                assert code.startswith("invalid_") or code in ("empty_query",), (name, code)
+                assert name in UNPRINTABLE_STRINGS or field == "query", (name, field, code)
+            else:
+                saved = result["data"]["createSavedSearch"]
+                assert saved[field] == " ".join(value.split()), (name, field)
+                assert name in HOSTILE_STRINGS or name == "newline", (name, field)
+    listed = ok(client, doctor, LIST, {})["savedSearches"]
+    assert {s["name"] for s in listed} >= {" ".join(v.split()) for v in HOSTILE_STRINGS.values()}
