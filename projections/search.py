@@ -96,13 +96,13 @@ class SearchFilters:
     captured_to: datetime | None = None  # exclusive
 
     def conditions(self) -> tuple[list[Any], dict[str, Any]]:
+        """SQL conditions over a search row, and their parameters (``f_<field>``)."""
         checks = {"category": "category = %(f_category)s", "view": "view = %(f_view)s",
-                  "tag": "%(f_tag)s = ANY(tags)", "captured_from": "captured_at >= %(f_from)s",
-                  "captured_to": "captured_at < %(f_to)s"}
-        names = {"category": "f_category", "view": "f_view", "tag": "f_tag",
-                 "captured_from": "f_from", "captured_to": "f_to"}
+                  "tag": "%(f_tag)s = ANY(tags)",
+                  "captured_from": "captured_at >= %(f_captured_from)s",
+                  "captured_to": "captured_at < %(f_captured_to)s"}
         present = {k: getattr(self, k) for k in checks if getattr(self, k) is not None}
-        return ([SQL(checks[k]) for k in present], {names[k]: v for k, v in present.items()})
+        return [SQL(checks[k]) for k in present], {f"f_{k}": v for k, v in present.items()}
 
 
 @dataclass(frozen=True)
