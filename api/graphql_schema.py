@@ -27,6 +27,7 @@ from api.graphql_dicom import DicomMutation, DicomQuery
 from api.graphql_gallery import GalleryMutation, GalleryQuery, HistoryQuery
 from api.graphql_organisation import OrganisationMutation, OrganisationQuery
 from api.graphql_reports import ReportsMutation, ReportsQuery
+from api.graphql_saved_searches import SavedSearchMutation, SavedSearchQuery
 from api.graphql_search import SearchQuery
 from api.graphql_simulation import SimulationMutation, SimulationQuery
 from api.graphql_subscriptions import ImageSubscription
@@ -37,11 +38,11 @@ from api.services import Services
 Query = merge_types("Query", (GalleryQuery, HistoryQuery, CaptureQuery, AuditQuery,
                               ReportsQuery, ComplianceQuery, SimulationQuery,
                               AnnotationQuery, ViewingQuery, OrganisationQuery, SearchQuery,
-                              DicomQuery))
+                              DicomQuery, SavedSearchQuery))
 Mutation = merge_types("Mutation", (GalleryMutation, CaptureMutation, ReportsMutation,
                                     ComplianceMutation, SimulationMutation,
                                     AnnotationMutation, ViewingMutation, OrganisationMutation,
-                                    DicomMutation))
+                                    DicomMutation, SavedSearchMutation))
 
 Subscription = merge_types("Subscription", (ImageSubscription,))
 

@@ -28,6 +28,7 @@ from projections.capture_sessions import CaptureSessionsProjection, CaptureSessi
 from projections.dicom_index import DicomIndexProjection, DicomIndexView
 from projections.gallery import GalleryProjection, GalleryView
 from projections.reports import ReportsProjection, ReportsView
+from projections.saved_searches import SavedSearchesProjection, SavedSearchesView
 from projections.search import SearchProjection, SearchView
 from projections.simulations import SimulationsProjection, SimulationsView
 from projections.treatment import TreatmentProjection, TreatmentView
@@ -114,6 +115,7 @@ PROJECTIONS: tuple[tuple[type[Any], type[Any]], ...] = (
     (AlbumsProjection, AlbumsView),
     (TreatmentProjection, TreatmentView),
     (SearchProjection, SearchView),
+    (SavedSearchesProjection, SavedSearchesView),
 )
 
 
@@ -146,6 +148,7 @@ class Services:
     albums: AlbumsView = field(init=False)
     treatment: TreatmentView = field(init=False)
     search: SearchView = field(init=False)
+    saved_searches: SavedSearchesView = field(init=False)
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -172,6 +175,8 @@ class Services:
         services.albums = shared_tracking(app, AlbumsProjection.name, AlbumsView)
         services.treatment = shared_tracking(app, TreatmentProjection.name, TreatmentView)
         services.search = shared_tracking(app, SearchProjection.name, SearchView)
+        services.saved_searches = shared_tracking(app, SavedSearchesProjection.name,
+                                                  SavedSearchesView)
         services._add_jobs()
         return services
 
@@ -203,7 +208,8 @@ class Services:
                   CaptureSessionsView: self.sessions, DicomIndexView: self.dicom_index,
                   ReportsView: self.reports, SimulationsView: self.simulations,
                   AnnotationsView: self.annotations, AlbumsView: self.albums,
-                  TreatmentView: self.treatment, SearchView: self.search}[view]
+                  TreatmentView: self.treatment, SearchView: self.search,
+                  SavedSearchesView: self.saved_searches}[view]
 
         def start() -> WorkerRunner:
             instance = projection(view=shared)
@@ -329,5 +335,6 @@ class Services:
         self.albums.datastore.close()
         self.treatment.datastore.close()
         self.search.datastore.close()
+        self.saved_searches.datastore.close()
 
 

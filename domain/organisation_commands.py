@@ -1,4 +1,5 @@
-"""Commands that organise a gallery: albums, the tag vocabulary, treatment phases, notes.
+"""Commands that organise a gallery: albums, the tag vocabulary, treatment phases, notes,
+saved searches.
 
 Mixed into ``domain.imaging.Imaging`` (one base class, ``OrganisationCommands``). Like
 every command: tenancy first (another clinic's album, image or patient is NotFound),
@@ -20,6 +21,7 @@ from domain.album import MAX_DEPTH, Album, album_name
 from domain.errors import Conflict, InvalidInput, NotFound
 from domain.image import Image
 from domain.permissions import Grant, Permission, require
+from domain.saved_search import SavedSearch, saved_filters, saved_query, saved_search_name
 from domain.tag_vocabulary import TagVocabulary, vocabulary_id
 from domain.treatment import (
     MAX_LABEL,
@@ -319,8 +321,63 @@ class NoteCommands:
         return _written(image.id, self._save(image))
 
 
-class OrganisationCommands(AlbumCommands, TagCommands, TreatmentCommands, NoteCommands):
-    """Everything of issue 6 the imaging application accepts."""
+class SavedSearchCommands:
+    """Stored queries, the clinic's (shared) or one user's (private). Like albums:
+    organising needs ``imaging:annotate``; another clinic's saved search, or another
+    user's private one, is NotFound before anything else is checked."""
+
+    repository: Any
+    _save: Any
+
+    def saved_search(self, actor: Actor, search_id: UUID) -> SavedSearch:
+        try:
+            found = self.repository.get(search_id)
+        except AggregateNotFoundError:
+            found = None
+        if not isinstance(found, SavedSearch) or not found.visible_to(actor):
+            raise NotFound("saved_search_not_found", "no such saved search")
+        return found
+
+    def create_saved_search(self, actor: Actor, *, name: str, query: str,
+                            filters: dict[str, str], shared: bool) -> Any:
+        require(actor, Permission.ANNOTATE, Grant.OWN)
+        saved = SavedSearch(clinic_id=actor.clinic_id,
+                            owner_id=None if shared else actor.user_id,
+                            name=saved_search_name(name), query=saved_query(query),
+                            filters=saved_filters(filters), actor=actor)
+        return _written(saved.id, self._save(saved))
+
+    @retrying
+    def rename_saved_search(self, actor: Actor, search_id: UUID, name: str) -> Any:
+        saved = self.saved_search(actor, search_id)
+        require(actor, Permission.ANNOTATE, Grant.OWN)
+        cleaned = saved_search_name(name)
+        if cleaned != saved.name:
+            saved.rename(name=cleaned, actor=actor)
+        return _written(saved.id, self._save(saved))
+
+    @retrying
+    def update_saved_search(self, actor: Actor, search_id: UUID, *, query: str,
+                            filters: dict[str, str]) -> Any:
+        saved = self.saved_search(actor, search_id)
+        require(actor, Permission.ANNOTATE, Grant.OWN)
+        query, filters = saved_query(query), saved_filters(filters)
+        if (query, filters) != (saved.query, saved.filters):
+            saved.change_query(query=query, filters=filters, actor=actor)
+        return _written(saved.id, self._save(saved))
+
+    @retrying
+    def delete_saved_search(self, actor: Actor, search_id: UUID) -> Any:
+        saved = self.saved_search(actor, search_id)
+        require(actor, Permission.ANNOTATE, Grant.OWN)
+        saved.delete(actor=actor)
+        return _written(saved.id, self._save(saved))
+
+
+class OrganisationCommands(AlbumCommands, TagCommands, TreatmentCommands, NoteCommands,
+                           SavedSearchCommands):
+    """Everything of issue 6 (and issue 19's saved searches) the imaging application
+    accepts."""
 
 
 def _batch(image_ids: Sequence[UUID]) -> None:

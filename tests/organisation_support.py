@@ -30,3 +30,10 @@ def error_code(client: Any, headers: dict[str, str], query: str,
     result = graphql(client, headers, query, variables)
     assert "errors" in result, result
     return result["errors"][0]["extensions"]["code"]
+
+
+def searchable(client: Any) -> None:
+    """Uploads wait for the gallery only: wait until search has applied every event so far."""
+    services = client.app.state.services
+    assert services.wait_for_read_models(services.app.recorder.max_notification_id(),
+                                         services.search)

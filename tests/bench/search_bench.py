@@ -139,6 +139,7 @@ def _load(conn: psycopg.Connection, view: Any, rng: random.Random) -> dict[str, 
             as copy:
         for (clinic, word), refs in vocabulary.items():
             copy.write_row((clinic, word, refs))
+    view.fill_variants()  # the lexicon's deletion neighbourhood, as a rebuild leaves it
     started = time.perf_counter()
     for definition in definitions:
         conn.execute(definition)
@@ -146,6 +147,7 @@ def _load(conn: psycopg.Connection, view: Any, rng: random.Random) -> dict[str, 
     conn.execute(f"VACUUM (ANALYZE) {images}")
     conn.execute(f"ANALYZE {patients_table}")
     conn.execute(f"ANALYZE {terms}")
+    conn.execute(f"ANALYZE {view.variants.as_string(conn)}")
     timings["index"] = time.perf_counter() - started
     return timings
 
@@ -155,6 +157,12 @@ def _typo(word: str, rng: random.Random) -> str:
     return word[:at] + word[at + 1:]
 
 
+def _swap(word: str, rng: random.Random) -> str:
+    """Two neighbouring letters swapped ("Jonhson"); never into the word itself."""
+    at = rng.choice([i for i in range(1, len(word) - 1) if word[i] != word[i + 1]])
+    return word[:at] + word[at + 1] + word[at] + word[at + 2:]
+
+
 def _queries(rng: random.Random, names: list[str]) -> dict[str, list[str]]:
     def some(make: Any) -> list[str]:
         return [make() for _ in range(RUNS)]
@@ -162,6 +170,9 @@ def _queries(rng: random.Random, names: list[str]) -> dict[str, list[str]]:
     return {
         "patient full name": some(lambda: rng.choice(names)),
         "family name, one typo": some(lambda: _typo(rng.choice(names).split()[1].lower(), rng)),
+        "family name, letters swapped": some(
+            lambda: _swap(rng.choice(names).split()[1].lower(), rng)),
+        "tag, one typo": some(lambda: _typo(rng.choice(TAGS[:12]).split()[0], rng)),
         "name prefix (5 letters)": some(lambda: rng.choice(names).split()[1][:5]),
         "name + tag": some(lambda: f"{rng.choice(names).split()[1]} {rng.choice(TAGS[:6])}"),
         "tag + view words": some(lambda: f"{rng.choice(TAGS[2:12])} upper occlusal"),
