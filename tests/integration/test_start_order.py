@@ -1,0 +1,87 @@
+"""Start in any order: `orthovault api`, `projections`, `worker` and `relay` started at the
+same instant on an empty database (as `docker compose up` does) all come up, and a photo
+goes from the api to a thumbnail and to Kafka. Before schema creation took an advisory lock
+(adapters/schema_lock.py), the concurrent CREATE TABLE IF NOT EXISTS of the tracking tables
+killed some of them with a pg_type unique violation.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import bearer, jpeg_bytes, make_settings, token_for
+from integration.conftest import free_port, wait_for_port
+from integration.test_kafka_relay import read_records
+from integration.test_scale_out import Processes
+
+pytestmark = pytest.mark.slow
+
+ROUNDS = 5
+COMMANDS = ("api", "projections", "worker", "relay")
+
+
+def _wait_for(check, timeout: float, what: str, processes: Processes):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for child in processes.children:
+            assert child.poll() is None, f"a process exited ({child.args}): {what}"
+        result = check()
+        if result:
+            return result
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _round(database_url: str, data_dir: Path, bootstrap: str, number: int) -> None:
+    settings = make_settings(database_url, data_dir, kafka_bootstrap=bootstrap)
+    clinic = f"clinic-start-{number}-{int(time.time())}"
+    headers = bearer(token_for(settings, "doctor", clinic))
+    port = free_port()
+    processes = Processes(settings, data_dir)
+    env = {"ORTHOVAULT_KAFKA_BOOTSTRAP": bootstrap, "ORTHOVAULT_PORT": str(port),
+           "ORTHOVAULT_KAFKA_GROUP_PREFIX": f"ov-start-{number}",
+           "ORTHOVAULT_RATE_LIMIT_REQUESTS": "", "ORTHOVAULT_RATE_LIMIT_WRITES": ""}
+    try:
+        for command in COMMANDS:  # no waiting in between: the same instant
+            processes.start(command, **env)
+        wait_for_port(port, timeout=120)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers,
+                          timeout=60) as client:
+            registered = client.post("/graphql", json={"query": (
+                f'mutation {{ registerPatient(input: {{externalId: "START-{number}", '
+                'givenName: "Ada", familyName: "Start", birthDate: "2012-04-01", '
+                'sex: "female"}) { id } }')})
+            assert registered.status_code == 200, registered.text
+            patient_id = registered.json()["data"]["registerPatient"]["id"]
+            granted = client.post("/graphql", json={"query": (
+                f'mutation {{ grantConsent(input: {{patientId: "{patient_id}", scope: '
+                'CLINICAL_PHOTOGRAPHY}) { id } }')})
+            assert "errors" not in granted.json(), granted.text
+            uploaded = client.post(f"/api/v1/patients/{patient_id}/images",
+                                   files={"file": ("photo.jpg", jpeg_bytes(seed=number),
+                                                   "image/jpeg")})
+            assert uploaded.status_code == 201, uploaded.text
+            image_id = uploaded.json()["id"]
+            thumbnail = _wait_for(
+                lambda: (r := client.get(f"/api/v1/images/{image_id}/thumbnail"))
+                .status_code == 200 and r, 90, "the thumbnail", processes)
+            assert thumbnail.headers["content-type"].startswith("image/")
+        records = _wait_for(lambda: read_records(bootstrap, 3, clinic=clinic, timeout=2),
+                            90, "the events on Kafka", processes)
+        assert any(image_id.encode() in r.value for r in records)
+        for child in processes.children:
+            assert child.poll() is None, f"{child.args} did not stay up"
+    finally:
+        processes.close()
+
+
+def test_four_processes_started_at_once_on_a_fresh_database_all_come_up(
+        database_factory, tmp_path, kafka_bootstrap):
+    for number in range(ROUNDS):
+        data_dir = tmp_path / f"round-{number}"
+        data_dir.mkdir()
+        _round(database_factory(), data_dir, kafka_bootstrap, number)
