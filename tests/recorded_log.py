@@ -81,7 +81,7 @@ def _read_model_rows(database_url: str, prefix: str) -> dict[str, list[str]]:
             "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename LIKE %s"
             " ORDER BY 1", (prefix.replace("_", r"\_") + r"\_%",))]
         return {table: sorted(row[0] for row in conn.execute(
-            f'SELECT to_jsonb(t)::text FROM "{table}" t'))  # noqa: S608 - catalog names
+            f'SELECT to_jsonb(t)::text FROM "{table}" t'))
             for table in tables}
 
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from recorded_log import DATA, load, replay
 
 from api.services import Services
 from conftest import make_settings
-from recorded_log import DATA, load, replay
 
 
 @pytest.fixture(scope="module")

@@ -26,12 +26,12 @@ TESTS = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(TESTS), str(TESTS.parent)]
 
 from fastapi.testclient import TestClient  # noqa: E402
+from installation_support import populate  # noqa: E402
+from recorded_log import DATA, load, record, replay  # noqa: E402
 
 from api.app import create_app  # noqa: E402
 from api.services import Services  # noqa: E402
 from conftest import TEST_MASTER_KEY, bearer, make_settings, token_for  # noqa: E402
-from installation_support import populate  # noqa: E402
-from recorded_log import DATA, load, record, replay  # noqa: E402
 
 SERVER = "postgresql://postgres@127.0.0.1:5432"
 
