@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import psycopg
+from eventsourcing.persistence import IntegrityError
 from psycopg.sql import SQL, Composed, Literal
 
 # One bigint key for the whole installation's schema ("ovschema" in ASCII).
@@ -34,6 +35,22 @@ def lock_first(recorder: Any) -> Any:
     statements = recorder.sql_create_statements
     if not statements or statements[0] is not LOCK_IN_TRANSACTION:
         statements.insert(0, LOCK_IN_TRANSACTION)
+    return recorder
+
+
+def create_tables(recorder: Any) -> Any:
+    """``recorder.create_table()`` under the schema lock.
+
+    eventsourcing's tracking recorder looks for its table before creating it (outside any
+    lock) and, when it found none, records its "migrated" row after creating it: a process
+    that looked while another was creating finds that row already there (IntegrityError).
+    Looking again, now that the table exists, is all it takes.
+    """
+    lock_first(recorder)
+    try:
+        recorder.create_table()
+    except IntegrityError:
+        recorder.create_table()
     return recorder
 
 

@@ -113,7 +113,7 @@ def rebuild(services: Services, name: str, *, keep_old: bool = False,
         curs.execute(schema_lock.LOCK_IN_TRANSACTION)
         _drop(curs, datastore.schema, _tables(curs, datastore.schema, f"{live}_next"))
     building = view_class(datastore=datastore, tracking_table_name=f"{live}_next_tracking")
-    schema_lock.lock_first(building).create_table()
+    schema_lock.create_tables(building)
     serving = live_view(services, view_class)
     reached = catch_up(services, projection, building, progress)
     before_switch()

@@ -98,7 +98,7 @@ def tracking_recorder(env: dict[str, str], name: str, cls: type[Any]) -> Any:
     """A tracking recorder (or read-model view) with its own connection pool."""
     factory = InfrastructureFactory.construct(env=Environment(name, {**env, "CREATE_TABLE": "no"}))
     recorder = factory.tracking_recorder(cls)
-    schema_lock.lock_first(recorder).create_table()
+    schema_lock.create_tables(recorder)
     return recorder
 
 
@@ -107,7 +107,7 @@ def shared_tracking(app: PostgresImaging, name: str, cls: type[Any]) -> Any:
     for the log, every read model and every runner, instead of one pool each."""
     recorder = cls(datastore=app.recorder.datastore,
                    tracking_table_name=f"{name.lower()}_tracking")
-    schema_lock.lock_first(recorder).create_table()
+    schema_lock.create_tables(recorder)
     return recorder
 
 

@@ -182,5 +182,5 @@ def runner(app: Imaging, blobs: EncryptedBlobStore) -> WorkerRunner:
     """The supervised job: this worker on the process's shared application and its pool."""
     tracking = PostgresTrackingRecorder(datastore=app.recorder.datastore,
                                         tracking_table_name=f"{NAME}_tracking")
-    schema_lock.lock_first(tracking).create_table()
+    schema_lock.create_tables(tracking)
     return WorkerRunner(app, tracking, SimulationWorker(app, blobs, tracking), TOPICS)
