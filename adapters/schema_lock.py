@@ -15,7 +15,6 @@ from contextlib import contextmanager
 from typing import Any
 
 import psycopg
-from eventsourcing.persistence import IntegrityError
 from psycopg.sql import SQL, Composed, Literal
 
 # One bigint key for the whole installation's schema ("ovschema" in ASCII).
@@ -26,30 +25,15 @@ LOCK_IN_TRANSACTION: Composed = SQL("SELECT pg_advisory_xact_lock({})").format(
     Literal(SCHEMA_LOCK_KEY))
 
 
-def lock_first(recorder: Any) -> Any:
-    """Make an eventsourcing recorder's create_table take the schema lock first.
-
-    Its CREATE TABLE/INDEX statements run in one transaction; the lock statement goes at
-    the head of that list, so it is held until they are committed.
-    """
-    statements = recorder.sql_create_statements
-    if not statements or statements[0] is not LOCK_IN_TRANSACTION:
-        statements.insert(0, LOCK_IN_TRANSACTION)
-    return recorder
-
-
 def create_tables(recorder: Any) -> Any:
-    """``recorder.create_table()`` under the schema lock.
+    """``recorder.create_table()`` with the schema lock held throughout.
 
-    eventsourcing's tracking recorder looks for its table before creating it (outside any
-    lock) and, when it found none, records its "migrated" row after creating it: a process
-    that looked while another was creating finds that row already there (IntegrityError).
-    Looking again, now that the table exists, is all it takes.
+    Throughout, not only around the DDL: eventsourcing's tracking recorder first looks for
+    its table and, when it found none, records a "migrated" row after creating it; a
+    process that looked while another was creating would find that row there already.
     """
-    lock_first(recorder)
-    try:
-        recorder.create_table()
-    except IntegrityError:
+    pool = recorder.datastore.pool
+    with held(pool.conninfo, **pool.kwargs):
         recorder.create_table()
     return recorder
 
@@ -60,11 +44,12 @@ def lock_in(connection: psycopg.Connection[Any]) -> None:
 
 
 @contextmanager
-def held(conninfo: str) -> Iterator[None]:
+def held(conninfo: str = "", **connect_kwargs: Any) -> Iterator[None]:
     """The schema lock on a connection of its own, for code that creates tables in several
     transactions (eventsourcing creates the event table's composite type in one of its own).
+    Never nest a transaction-level lock (``lock_in``) inside: that would wait for itself.
     """
-    with psycopg.connect(conninfo, autocommit=True) as conn:
+    with psycopg.connect(conninfo, **{**connect_kwargs, "autocommit": True}) as conn:
         conn.execute(SQL("SELECT pg_advisory_lock({})").format(Literal(SCHEMA_LOCK_KEY)))
         try:
             yield

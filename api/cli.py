@@ -85,7 +85,10 @@ def _run_jobs(data_dir: Path | None, names: set[str]) -> None:
 
     settings = _settings(data_dir, run_background=False)
     configure_logging(settings.log_level)
-    services = Services.build(settings)
+    try:
+        services = Services.build(settings)
+    except Exception as error:  # say why in one line and exit 1: the orchestrator restarts
+        raise click.ClickException(f"cannot start: {error}") from None
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

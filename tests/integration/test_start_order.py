@@ -79,9 +79,7 @@ def _round(database_url: str, data_dir: Path, bootstrap: str, number: int) -> No
         processes.close()
 
 
+@pytest.mark.parametrize("number", range(ROUNDS))
 def test_four_processes_started_at_once_on_a_fresh_database_all_come_up(
-        database_factory, tmp_path, kafka_bootstrap):
-    for number in range(ROUNDS):
-        data_dir = tmp_path / f"round-{number}"
-        data_dir.mkdir()
-        _round(database_factory(), data_dir, kafka_bootstrap, number)
+        number, database_factory, tmp_path, kafka_bootstrap):
+    _round(database_factory(), tmp_path, kafka_bootstrap, number)
