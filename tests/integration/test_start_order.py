@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import bearer, jpeg_bytes, make_settings, token_for
+from conftest import TEST_MASTER_KEY, bearer, jpeg_bytes, make_settings, token_for
 from integration.conftest import free_port, wait_for_port
 from integration.test_kafka_relay import read_records
 from integration.test_scale_out import Processes
@@ -83,3 +83,17 @@ def _round(database_url: str, data_dir: Path, bootstrap: str, number: int) -> No
 def test_four_processes_started_at_once_on_a_fresh_database_all_come_up(
         number, database_factory, tmp_path, kafka_bootstrap):
     _round(database_factory(), tmp_path, kafka_bootstrap, number)
+
+
+def test_a_process_that_cannot_start_says_why_and_exits_non_zero(tmp_path):
+    from click.testing import CliRunner
+
+    from api.cli import main
+
+    closed = free_port()  # nothing listens there
+    for command in ("projections", "worker", "relay"):
+        result = CliRunner().invoke(main, [command, "--data-dir", str(tmp_path)], env={
+            "ORTHOVAULT_DATABASE_URL": f"postgresql://postgres@127.0.0.1:{closed}/none",
+            "ORTHOVAULT_MASTER_KEY": TEST_MASTER_KEY, "ORTHOVAULT_KAFKA_BOOTSTRAP": "x:1"})
+        assert result.exit_code == 1, result.output
+        assert "cannot start: cannot connect to PostgreSQL" in result.output
