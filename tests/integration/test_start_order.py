@@ -48,7 +48,7 @@ def _round(database_url: str, data_dir: Path, bootstrap: str, number: int) -> No
     try:
         for command in COMMANDS:  # no waiting in between: the same instant
             processes.start(command, **env)
-        wait_for_port(port, timeout=120)
+        wait_for_port(port, timeout=300)  # a loaded 2-core machine imports slowly
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers,
                           timeout=60) as client:
             registered = client.post("/graphql", json={"query": (
@@ -79,6 +79,7 @@ def _round(database_url: str, data_dir: Path, bootstrap: str, number: int) -> No
         processes.close()
 
 
+@pytest.mark.timeout(600)
 @pytest.mark.parametrize("number", range(ROUNDS))
 def test_four_processes_started_at_once_on_a_fresh_database_all_come_up(
         number, database_factory, tmp_path, kafka_bootstrap):
