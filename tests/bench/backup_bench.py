@@ -157,7 +157,7 @@ def run(tmp: Path) -> dict:
             ["backup verify (every file re-hashed)", f"{verify_seconds:.1f} s",
              f"{written / mb / verify_seconds:,.0f}", ""],
             ["restore (verify, COPY in, blobs, replay of every read model, audit "
-             "verification)", f"{restore_seconds:.1f} s", f"{restore_rate:,.0f}",
+             "verification)", f"{restore_seconds:.1f} s", f"{restore_rate:,.1f}",
              f"{restore_rate / cp_restore_rate:.2f}x"],
             ["baseline: cp -r of the backup folder + sync", f"{cp_backup:.1f} s",
              f"{cp_restore_rate:,.0f}", "1.00x"],
