@@ -127,6 +127,7 @@ def restore(dest: Path, data_dir: Path, master_key_file: Path | None,
     directory (and an empty ORTHOVAULT_DATABASE_URL database, if one is configured), then
     verify the audit chain."""
     from api.backup import BackupRefused, restore_backup
+    from api.projection_replay import replaying
 
     if destruction_ledger is None and not without_destruction_ledger:
         included = dest / "keys" / "destructions.jsonl"
@@ -137,7 +138,7 @@ def restore(dest: Path, data_dir: Path, master_key_file: Path | None,
         destruction_ledger = included
     settings = _settings(data_dir, run_background=False)
     try:
-        with _progress() as progress:
+        with replaying(), _progress() as progress:
             report = restore_backup(settings, dest, master_key_file=master_key_file,
                                     ledger_path=destruction_ledger, progress=progress)
     except BackupRefused as error:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -17,6 +18,26 @@ from api.cli_backup import data_dir_option
 def rebuild(data_dir: Path | None, name: str, keep_old: bool) -> None:
     """Build the read model NAME (e.g. gallery_v1, or gallery) anew beside the live one,
     then switch reads over; the live one keeps serving meanwhile."""
+    from api.cli import _settings
+    from api.projection_replay import projection_named, replaying
+    from api.services import Services
+
+    try:
+        projection_named(name)
+    except KeyError as error:
+        raise click.BadParameter(str(error.args[0]), param_hint="NAME") from None
+    with replaying():
+        services = Services.build(_settings(data_dir, run_background=False))
+        try:
+            report = _rebuild_with_progress(services, name, keep_old)
+        finally:
+            services.close()
+    kept = " (old tables kept as *_previous_*)" if report.kept_old else ""
+    click.echo(f"{report.name} rebuilt to log position {report.position} in "
+               f"{report.seconds:.1f} s and switched over{kept}: {', '.join(report.tables)}")
+
+
+def _rebuild_with_progress(services: Any, name: str, keep_old: bool) -> Any:
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -27,28 +48,14 @@ def rebuild(data_dir: Path | None, name: str, keep_old: bool) -> None:
         TimeRemainingColumn,
     )
 
-    from api.cli import _settings
     from api.projection_rebuild import rebuild as rebuild_read_model
-    from api.projection_replay import projection_named
-    from api.services import Services
 
-    try:
-        projection_named(name)
-    except KeyError as error:
-        raise click.BadParameter(str(error.args[0]), param_hint="NAME") from None
-    services = Services.build(_settings(data_dir, run_background=False))
-    try:
-        with Progress(TextColumn(f"rebuilding {name}"), BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), TimeRemainingColumn(),
-                      console=Console(stderr=True)) as bar:
-            task = bar.add_task("replay", total=None)
+    with Progress(TextColumn(f"rebuilding {name}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), TimeRemainingColumn(),
+                  console=Console(stderr=True)) as bar:
+        task = bar.add_task("replay", total=None)
 
-            def progress(at: int, target: int) -> None:
-                bar.update(task, completed=at, total=max(target, at, 1))
+        def progress(at: int, target: int) -> None:
+            bar.update(task, completed=at, total=max(target, at, 1))
 
-            report = rebuild_read_model(services, name, keep_old=keep_old, progress=progress)
-    finally:
-        services.close()
-    kept = " (old tables kept as *_previous_*)" if report.kept_old else ""
-    click.echo(f"{report.name} rebuilt to log position {report.position} in "
-               f"{report.seconds:.1f} s and switched over{kept}: {', '.join(report.tables)}")
+        return rebuild_read_model(services, name, keep_old=keep_old, progress=progress)

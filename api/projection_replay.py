@@ -7,7 +7,9 @@ with the log head, for a progress bar with an ETA.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from psycopg.sql import SQL, Identifier
@@ -16,6 +18,23 @@ from api.services import PROJECTIONS, Services
 from workers.runner import WorkerRunner
 
 Progress = Callable[[int, int], None]  # (position reached, target position)
+
+
+@contextmanager
+def replaying() -> Iterator[None]:
+    """Connections opened meanwhile (by ``restore``, ``projections rebuild``) commit without
+    waiting for the disk. A replay cut short by a crash loses whole transactions only (row
+    change and tracking together) and resumes from its tracking position."""
+    before = os.environ.get("PGOPTIONS")
+    if "synchronous_commit" not in (before or ""):
+        os.environ["PGOPTIONS"] = f"{before or ''} -c synchronous_commit=off".strip()
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("PGOPTIONS", None)
+        else:
+            os.environ["PGOPTIONS"] = before
 
 
 def projection_named(name: str) -> tuple[type[Any], type[Any]]:

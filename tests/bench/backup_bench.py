@@ -91,6 +91,7 @@ def run(tmp: Path) -> dict:
     from api.backup import restore_backup, take_backup, verify_backup
     from api.folder_import import import_path
     from api.projection_rebuild import rebuild
+    from api.projection_replay import replaying
     from api.services import PROJECTIONS, Services
     from api.settings import Settings
     from domain.patient import ConsentScope
@@ -125,14 +126,14 @@ def run(tmp: Path) -> dict:
 
         restored = Settings(data_dir=tmp / "restored", database_url=target, master_key=key,
                             token_secret="bench-" + "x" * 40)
-        restore_seconds = _timed(lambda: restore_backup(
-            restored, dest, ledger_path=tmp / "apart" / "destructions.jsonl"))
-
-        services = Services.build(restored.model_copy(update={"run_background": False}))
-        try:
-            report = rebuild(services, "gallery_v1")
-        finally:
-            services.close()
+        with replaying():  # as `orthovault restore` and `projections rebuild` run
+            restore_seconds = _timed(lambda: restore_backup(
+                restored, dest, ledger_path=tmp / "apart" / "destructions.jsonl"))
+            services = Services.build(restored.model_copy(update={"run_background": False}))
+            try:
+                report = rebuild(services, "gallery_v1")
+            finally:
+                services.close()
         raw_seconds, rows = _raw_copy_seconds(target, "gallery_v1_images")
     finally:
         _drop(source)
