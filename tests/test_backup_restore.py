@@ -107,6 +107,10 @@ def test_restore_brings_back_every_acknowledged_write_and_keeps_destructions(
     assert result.exit_code == 0, result.output
     assert "audit chain intact" in result.output
     assert "destructions re-applied: 1" in result.output
+    again = CliRunner().invoke(main, [
+        "restore", str(dest), "--data-dir", str(settings.data_dir), "--master-key-file",
+        str(keys / "master.key"), "--without-destruction-ledger"], env=env)
+    assert again.exit_code == 1 and "is not empty" in again.output
 
     headers = bearer(token_for(settings, "clinic_admin", CLINIC))
     with TestClient(create_app(settings)) as client:
