@@ -39,7 +39,7 @@ from adapters.backup_files import (
 from adapters.database_copy import EVENTS_TABLE, SnapshotReader, copy_in, user_tables
 from adapters.destruction_ledger import DestructionLedger
 from adapters.key_store import SubjectDestroyed
-from api.projection_replay import catch_up, live_view
+from api.projection_replay import catch_up_all, live_view
 from api.services import PROJECTIONS, Services, database_url, master_key
 from api.settings import Settings, eventsourcing_env
 from domain.errors import Conflict, Gone, NotFound
@@ -352,11 +352,9 @@ def _restore_into(services: Services, dest: Path, manifest: dict[str, Any],
         if not target_ledger.path.exists() and ledger_path.exists():
             target_ledger.path.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(ledger_path, target_ledger.path)
-    read_models = {}
-    for projection, view_class in PROJECTIONS:
-        read_models[projection.name] = catch_up(
-            services, projection, live_view(services, view_class),
-            lambda at, target, name=projection.name: progress(f"rebuild {name}", at, target))
+    read_models = catch_up_all(
+        services, [(projection, live_view(services, view)) for projection, view in PROJECTIONS],
+        lambda name, at, target: progress(f"rebuild {name}", at, target))
     audit = verify_chain(services.audit)
     against = verify_against_log(services.audit, services.app) if audit.ok else audit
     return RestoreReport(manifest["log_position"],

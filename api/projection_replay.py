@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 from psycopg.sql import SQL, Identifier
@@ -91,3 +91,30 @@ def catch_up(services: Services, projection: type[Any], view: Any,
                 if reached >= target:
                     return reached
             runner.run_forever(timeout=0.2)  # raises what stopped the runner, if anything
+
+
+def catch_up_all(services: Services, read_models: list[tuple[type[Any], Any]],
+                 progress: Callable[[str, int, int], None] = lambda _n, _at, _target: None
+                 ) -> dict[str, int]:
+    """Every (projection, view) at once, one runner thread each, as the server runs them
+    (their waits on the database overlap); returns the position each reached."""
+    with ExitStack() as stack:
+        running = []
+        for projection, view in read_models:
+            instance = projection(view=view)
+            topics = tuple(getattr(instance, "topics", ()))
+            runner = stack.enter_context(WorkerRunner(
+                services.app, view, instance.process_event, topics, owns_tracking=False))
+            running.append((projection.name, view, runner, log_head(services, topics)))
+        reached: dict[str, int] = {}
+        while len(reached) < len(running):
+            for name, view, runner, target in running:
+                if name in reached:
+                    continue
+                at = position(services, view)
+                progress(name, at, target)
+                if at >= target:
+                    reached[name] = at
+                else:
+                    runner.run_forever(timeout=0.05)  # raises what stopped it, if anything
+        return reached
