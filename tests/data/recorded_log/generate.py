@@ -1,6 +1,7 @@
 """Record the upgrade test's event log with the release checked out:
 
-    .venv/bin/python tests/data/recorded_log/generate.py
+    .venv/bin/python tests/data/recorded_log/generate.py                  # log + expected
+    .venv/bin/python tests/data/recorded_log/generate.py --expected-only  # expected only
 
 Runs the product against a fresh database on the test PostgreSQL (127.0.0.1:5432), makes
 a practice's worth of history through the public API (tests/installation_support.py:
@@ -9,7 +10,9 @@ a rendered report, a destroyed image), writes the stored rows of the log and its
 keys to log.json (the master key is the test suite's, in master.key), then replays them
 into a second fresh database and writes what every projection, the audit verification and
 the Kafka relay make of them to expected.json. Regenerate only deliberately: the point of
-the committed files is that later releases must read this very log the same way.
+the committed files is that later releases must read this very log the same way. After a
+deliberate read-model change, ``--expected-only`` replays the committed log.json as it is
+and rewrites expected.json alone; review that diff like code.
 """
 
 from __future__ import annotations
@@ -48,28 +51,36 @@ def _drop(url: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
 
 
-def main() -> None:
-    recorded, replayed = _database(), _database()
+def _expected(folder: Path) -> None:
+    replayed = _database()
     try:
-        with tempfile.TemporaryDirectory() as folder:
-            settings = make_settings(recorded, Path(folder) / "recorded")
-            with TestClient(create_app(settings)) as client:
-                populate(client, bearer(token_for(settings, "clinic_admin", "clinic-recorded")))
-            record(recorded)
-            (DATA / "master.key").write_text(TEST_MASTER_KEY + "\n")
-            services = Services.build(make_settings(replayed, Path(folder) / "replayed",
-                                                    run_background=False))
-            try:
-                load(replayed)
-                expected = replay(services, replayed)
-            finally:
-                services.close()
-        (DATA / "expected.json").write_text(json.dumps(expected, indent=1, sort_keys=True)
-                                            + "\n")
+        services = Services.build(make_settings(replayed, folder / "replayed",
+                                                run_background=False))
+        try:
+            load(replayed)
+            expected = replay(services, replayed)
+        finally:
+            services.close()
     finally:
-        _drop(recorded)
         _drop(replayed)
+    (DATA / "expected.json").write_text(json.dumps(expected, indent=1, sort_keys=True) + "\n")
+
+
+def main(expected_only: bool) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        if not expected_only:
+            recorded = _database()
+            try:
+                settings = make_settings(recorded, Path(folder) / "recorded")
+                with TestClient(create_app(settings)) as client:
+                    populate(client, bearer(token_for(settings, "clinic_admin",
+                                                      "clinic-recorded")))
+                record(recorded)
+                (DATA / "master.key").write_text(TEST_MASTER_KEY + "\n")
+            finally:
+                _drop(recorded)
+        _expected(Path(folder))
 
 
 if __name__ == "__main__":
-    main()
+    main(expected_only="--expected-only" in sys.argv[1:])
