@@ -19,6 +19,7 @@ import base64
 import json
 import struct
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -29,6 +30,8 @@ from psycopg.conninfo import make_conninfo
 from psycopg.sql import SQL, Identifier
 from psycopg_pool import ConnectionPool
 
+from adapters import schema_lock
+from adapters.destruction_ledger import DestructionLedger
 from adapters.key_store import KeyStore, SubjectDestroyed
 from adapters.subject_cipher import open_sealed, seal
 from domain.events import PhiFree, ShreddedEvent
@@ -38,6 +41,7 @@ from domain.values import Actor
 CLEAR = b"P"
 SEALED = b"E"
 MASTER_KEY_ENV = "ORTHOVAULT_MASTER_KEY"
+LEDGER_ENV = "ORTHOVAULT_DESTRUCTION_LEDGER"
 
 
 def _associated_data(originator_id: UUID, version: int, topic: str, header: bytes) -> bytes:
@@ -169,6 +173,11 @@ def _conninfo(env: Any) -> str:
     )
 
 
+def conninfo(env: Any) -> str:
+    """libpq connection string of the database the event store uses."""
+    return _conninfo(env)
+
+
 def connection_pool(env: Any, *, max_size: int = 8) -> ConnectionPool:
     """A small pool on the same database the event store uses (configured alike)."""
     return ConnectionPool(_conninfo(env), min_size=1, max_size=max_size, open=True,
@@ -193,10 +202,18 @@ class PostgresImaging(Imaging):
     name = Imaging.name  # keeps table names and tracking ids "imaging", not the class name
 
     def construct_mapper(self) -> Mapper[UUID]:
-        self.key_store = KeyStore(connection_pool(self.env), master_key_from_env(self.env))
+        ledger = self.env.get(LEDGER_ENV)
+        self.key_store = KeyStore(connection_pool(self.env), master_key_from_env(self.env),
+                                  ledger=DestructionLedger(Path(ledger)) if ledger else None)
         self.key_store.create_schema()
         self.key_store.verify_master_key()
         return SubjectEncryptingMapper(self.construct_transcoder(), self.key_store)
+
+    def construct_recorder(self) -> Any:
+        # The event table, its composite type and insert function are created in several
+        # transactions: hold the schema lock across all of them (adapters/schema_lock.py).
+        with schema_lock.held(_conninfo(self.env)):
+            return super().construct_recorder()
 
     def nudge_subscribers(self) -> None:
         """NOTIFY the log's channel, as an insert would.

@@ -42,6 +42,7 @@ from kafka.consumer.fetcher import ConsumerRecord
 from kafka.structs import OffsetAndMetadata, TopicPartition
 from psycopg_pool import ConnectionPool
 
+from adapters import schema_lock
 from adapters.cloudevents import CloudEvent, parse_record
 
 SCHEMA_SQL = """
@@ -79,7 +80,8 @@ class IdempotentConsumer:
         self.handler = handler
 
     def create_schema(self) -> None:
-        with self.pool.connection() as conn:
+        with self.pool.connection() as conn, conn.transaction():
+            schema_lock.lock_in(conn)
             conn.execute(SCHEMA_SQL)
 
     def poll_once(self, timeout_ms: int = 1000, max_records: int | None = None) -> int:

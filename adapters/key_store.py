@@ -12,6 +12,8 @@ from uuid import UUID
 
 from psycopg_pool import ConnectionPool
 
+from adapters import schema_lock
+from adapters.destruction_ledger import DestructionLedger
 from adapters.subject_cipher import DecryptionFailed, new_data_key, open_sealed, seal
 
 SCHEMA_SQL = """
@@ -41,7 +43,8 @@ class KeyStore:
     once; other processes stop using a destroyed key within ``cache_seconds``.
     """
 
-    def __init__(self, pool: ConnectionPool, master_key: bytes, cache_seconds: float = 30.0):
+    def __init__(self, pool: ConnectionPool, master_key: bytes, cache_seconds: float = 30.0,
+                 ledger: DestructionLedger | None = None):
         if len(master_key) != 32:
             raise ValueError("the master key must be 32 bytes (AES-256)")
         self._pool = pool
@@ -49,12 +52,14 @@ class KeyStore:
         self._cache_seconds = cache_seconds
         self._cache: dict[UUID, tuple[bytes, float]] = {}
         self._lock = threading.Lock()
+        self.ledger = ledger
 
     def close(self) -> None:
         self._pool.close()
 
     def create_schema(self) -> None:
-        with self._pool.connection() as conn:
+        with self._pool.connection() as conn, conn.transaction():
+            schema_lock.lock_in(conn)
             conn.execute(SCHEMA_SQL)
 
     def verify_master_key(self) -> None:
@@ -135,7 +140,10 @@ class KeyStore:
         return self._remember(subject_id, self._unwrap(subject_id, bytes(row[0])))
 
     def destroy(self, subject_ids: list[UUID]) -> None:
-        """Delete the keys for good (in one transaction) and remember the destruction."""
+        """Delete the keys for good (in one transaction) and remember the destruction (in
+        the table, and first in the ledger outside the data when one is configured)."""
+        if self.ledger is not None:
+            self.ledger.append(subject_ids)
         with self._pool.connection() as conn, conn.transaction():
             for subject_id in subject_ids:
                 conn.execute("DELETE FROM subject_keys WHERE subject_id = %s", (subject_id,))

@@ -85,7 +85,10 @@ def _run_jobs(data_dir: Path | None, names: set[str]) -> None:
 
     settings = _settings(data_dir, run_background=False)
     configure_logging(settings.log_level)
-    services = Services.build(settings)
+    try:
+        services = Services.build(settings)
+    except Exception as error:  # say why in one line and exit 1: the orchestrator restarts
+        raise click.ClickException(f"cannot start: {error}") from None
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -97,12 +100,16 @@ def _run_jobs(data_dir: Path | None, names: set[str]) -> None:
         services.close()
 
 
-@main.command()
+@main.group(invoke_without_command=True)
 @data_dir_option
-def projections(data_dir: Path | None) -> None:
-    """Run the read-model projections (distributed mode: one process per deployment)."""
+@click.pass_context
+def projections(ctx: click.Context, data_dir: Path | None) -> None:
+    """Run the read-model projections (distributed mode: one process per deployment);
+    `projections rebuild NAME` rebuilds one read model blue/green."""
     from api.services import PROJECTIONS
 
+    if ctx.invoked_subcommand is not None:
+        return
     _run_jobs(data_dir, {projection.name for projection, _view in PROJECTIONS})
 
 
@@ -327,7 +334,17 @@ def _register_dicom_commands() -> None:
     main.add_command(retention)
 
 
+def _register_operations_commands() -> None:
+    from api.cli_backup import backup, restore
+    from api.cli_projections import rebuild
+
+    main.add_command(backup)
+    main.add_command(restore)
+    projections.add_command(rebuild)
+
+
 _register_dicom_commands()
+_register_operations_commands()
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ from eventsourcing.application import AggregateNotFoundError
 from psycopg.sql import SQL
 from psycopg_pool import ConnectionPool
 
+from adapters import schema_lock
 from adapters.event_store import connection_pool
 from api.destruction import subjects_to_shred
 from api.services import Services
@@ -93,7 +94,8 @@ class RetentionJob:
         self.app = services.app
         self._own_pool = pool is None
         self.pool = pool or connection_pool(services.env, max_size=2)
-        with self.pool.connection() as conn:
+        with self.pool.connection() as conn, conn.transaction():
+            schema_lock.lock_in(conn)
             conn.execute(LEDGER_SQL)
         self._policies: dict[str, RetentionPolicy] = {}
 

@@ -12,9 +12,14 @@ from eventsourcing.postgres import PostgresTrackingRecorder
 from eventsourcing.utils import Environment
 from psycopg.sql import SQL, Identifier
 
-from adapters import embedded_postgres, isolated_decoding, local_secrets
+from adapters import embedded_postgres, isolated_decoding, local_secrets, schema_lock
 from adapters.blob_store import EncryptedBlobStore
-from adapters.event_store import PostgresImaging, check_connection, connection_pool
+from adapters.event_store import (
+    LEDGER_ENV,
+    PostgresImaging,
+    check_connection,
+    connection_pool,
+)
 from adapters.kafka_connection import kafka_security
 from adapters.kafka_consumer import TopicConsumer
 from adapters.local_folder import LocalFolderBackend
@@ -92,7 +97,10 @@ def blob_backend(settings: Settings) -> Any:
 
 def tracking_recorder(env: dict[str, str], name: str, cls: type[Any]) -> Any:
     """A tracking recorder (or read-model view) with its own connection pool."""
-    return InfrastructureFactory.construct(env=Environment(name, env)).tracking_recorder(cls)
+    factory = InfrastructureFactory.construct(env=Environment(name, {**env, "CREATE_TABLE": "no"}))
+    recorder = factory.tracking_recorder(cls)
+    schema_lock.create_tables(recorder)
+    return recorder
 
 
 def shared_tracking(app: PostgresImaging, name: str, cls: type[Any]) -> Any:
@@ -100,7 +108,7 @@ def shared_tracking(app: PostgresImaging, name: str, cls: type[Any]) -> Any:
     for the log, every read model and every runner, instead of one pool each."""
     recorder = cls(datastore=app.recorder.datastore,
                    tracking_table_name=f"{name.lower()}_tracking")
-    recorder.create_table()
+    schema_lock.create_tables(recorder)
     return recorder
 
 
@@ -157,6 +165,7 @@ class Services:
             settings.decoder_processes, settings.decoder_memory_limit_mb,
             settings.decoder_timeout_seconds))
         env = eventsourcing_env(database_url(settings), master_key(settings))
+        env[LEDGER_ENV] = str(settings.destruction_ledger_path)
         check_connection(env)
         app = PostgresImaging(env=env)
         blobs = EncryptedBlobStore(blob_backend(settings), app.key_store)

@@ -20,6 +20,10 @@ class Settings(BaseSettings):
     master_key: SecretStr | None = Field(
         default=None, description="Base64 32-byte key wrapping every subject key."
     )
+    destruction_ledger: Path | None = Field(
+        default=None, description="Append-only record of every destruction, read by restore; "
+                                  "keep it apart from the data, like the master key. "
+                                  "Unset = data_dir/secrets/destructions.jsonl.")
     token_secret: SecretStr | None = Field(
         default=None, description="HS256 key for bearer tokens; unset = data_dir secret."
     )
@@ -106,6 +110,10 @@ class Settings(BaseSettings):
     @property
     def blob_dir(self) -> Path:
         return self.data_dir / "blobs"
+
+    @property
+    def destruction_ledger_path(self) -> Path:
+        return self.destruction_ledger or self.data_dir / "secrets" / "destructions.jsonl"
 
 
 def eventsourcing_env(database_url: str, master_key: str) -> dict[str, str]:

@@ -17,6 +17,7 @@ from eventsourcing.persistence import IntegrityError, Tracking, TrackingRecorder
 from eventsourcing.postgres import PostgresTrackingRecorder
 from eventsourcing.utils import get_topic
 
+from adapters import schema_lock
 from adapters.blob_store import BlobCorrupted, EncryptedBlobStore
 from adapters.simulation_render import (
     SetupFiles,
@@ -181,5 +182,5 @@ def runner(app: Imaging, blobs: EncryptedBlobStore) -> WorkerRunner:
     """The supervised job: this worker on the process's shared application and its pool."""
     tracking = PostgresTrackingRecorder(datastore=app.recorder.datastore,
                                         tracking_table_name=f"{NAME}_tracking")
-    tracking.create_table()
+    schema_lock.create_tables(tracking)
     return WorkerRunner(app, tracking, SimulationWorker(app, blobs, tracking), TOPICS)
