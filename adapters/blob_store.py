@@ -138,6 +138,10 @@ class EncryptedBlobStore:
                 raise BlobCorrupted(f"{ref.key}: data after the last chunk")
             plain, last = self._open_chunk(key, sealed, context, index)
             digest.update(plain)
+            if self.key_store.forgotten(subject_id):
+                # Destroyed (here or, announced by NOTIFY, elsewhere) while streaming: not
+                # one more byte.
+                raise Gone("subject_destroyed", "the image was destroyed")
             yield plain
         if not last:
             raise BlobCorrupted(f"{ref.key}: truncated")

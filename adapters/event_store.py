@@ -196,7 +196,11 @@ class PostgresImaging(Imaging):
         self.key_store = KeyStore(connection_pool(self.env), master_key_from_env(self.env))
         self.key_store.create_schema()
         self.key_store.verify_master_key()
+        self.key_store.listen()
         return SubjectEncryptingMapper(self.construct_transcoder(), self.key_store)
+
+    def destroyed_among(self, subject_ids: list[UUID]) -> set[UUID]:
+        return self.key_store.destroyed_among(subject_ids) if subject_ids else set()
 
     def nudge_subscribers(self) -> None:
         """NOTIFY the log's channel, as an insert would.
