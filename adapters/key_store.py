@@ -184,6 +184,18 @@ class KeyStore:
         for subject_id in subject_ids:
             self._forget(subject_id)
 
+    def still_live(self, subject_id: UUID) -> bool:
+        """Asks the store (one primary-key lookup): for a stream between its chunks, so not
+        one more chunk goes out once the key's deletion has committed anywhere."""
+        if self.forgotten(subject_id):
+            return False
+        with self._pool.connection() as conn:
+            live = conn.execute("SELECT 1 FROM subject_keys WHERE subject_id = %s",
+                                (subject_id,)).fetchone() is not None
+        if not live:
+            self._forget(subject_id)
+        return live
+
     def destroyed_among(self, subject_ids: list[UUID]) -> set[UUID]:
         """Which of these subjects are destroyed: known here, or committed anywhere."""
         with self._lock:
