@@ -138,6 +138,10 @@ class EncryptedBlobStore:
                 raise BlobCorrupted(f"{ref.key}: data after the last chunk")
             plain, last = self._open_chunk(key, sealed, context, index)
             digest.update(plain)
+            if index and not self.key_store.still_live(subject_id):
+                # Destroyed by any process while streaming: not one more chunk (the first
+                # one follows the key lookup just made).
+                raise Gone("subject_destroyed", "the image was destroyed")
             yield plain
         if not last:
             raise BlobCorrupted(f"{ref.key}: truncated")

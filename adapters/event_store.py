@@ -207,6 +207,7 @@ class PostgresImaging(Imaging):
                                   ledger=DestructionLedger(Path(ledger)) if ledger else None)
         self.key_store.create_schema()
         self.key_store.verify_master_key()
+        self.key_store.listen()
         return SubjectEncryptingMapper(self.construct_transcoder(), self.key_store)
 
     def construct_recorder(self) -> Any:
@@ -214,6 +215,8 @@ class PostgresImaging(Imaging):
         # transactions: hold the schema lock across all of them (adapters/schema_lock.py).
         with schema_lock.held(_conninfo(self.env)):
             return super().construct_recorder()
+    def destroyed_among(self, subject_ids: list[UUID]) -> set[UUID]:
+        return self.key_store.destroyed_among(subject_ids) if subject_ids else set()
 
     def nudge_subscribers(self) -> None:
         """NOTIFY the log's channel, as an insert would.

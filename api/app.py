@@ -24,6 +24,7 @@ from api import (
     rest_simulations,
     rest_viewing,
 )
+from api.docs_guard import docs_guard_middleware
 from api.observability import Metrics, configure_logging, request_context_middleware
 from api.rate_limits import RateBudgets, RateLimiter, rate_limit_middleware
 from api.services import Services
@@ -70,6 +71,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         redoc_url=None,
     )
     app.state.metrics = metrics
+    app.middleware("http")(docs_guard_middleware(settings.mode == "production"))
     # Innermost of the three, so a refusal is still logged, counted and given a request id.
     app.middleware("http")(rate_limit_middleware(RateLimiter(RateBudgets.from_settings(settings))))
     app.middleware("http")(request_context_middleware(metrics))

@@ -21,17 +21,28 @@ class TokenConfig:
     issuer: str
     audience: str
     ttl_seconds: int
+    # A token living longer than this (exp - iat) is refused, however it was signed.
+    max_lifetime_seconds: int = 24 * 3600
+
+
+class TokenLifetimeTooLong(ValueError):
+    pass
 
 
 def issue_token(config: TokenConfig, *, user: str, clinic: str, role: str,
                 ttl_seconds: int | None = None) -> str:
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}; one of {', '.join(ROLES)}")
+    lifetime = ttl_seconds if ttl_seconds is not None else config.ttl_seconds
+    if not 0 < lifetime <= config.max_lifetime_seconds:
+        raise TokenLifetimeTooLong(
+            f"a token lives 1 to {config.max_lifetime_seconds} seconds "
+            "(ORTHOVAULT_TOKEN_MAX_LIFETIME_SECONDS)")
     now = int(time.time())
     claims = {
         "sub": user, "clinic": clinic, "role": role, "iss": config.issuer,
         "aud": config.audience, "iat": now, "nbf": now,
-        "exp": now + (ttl_seconds if ttl_seconds is not None else config.ttl_seconds),
+        "exp": now + lifetime,
         "jti": uuid.uuid4().hex,
     }
     return jwt.encode(claims, config.secret, algorithm=ALGORITHM)
@@ -48,6 +59,10 @@ def verify_token(config: TokenConfig, token: str, request_id: str) -> Actor:
         raise Unauthenticated("token_expired", "the bearer token has expired") from None
     except jwt.PyJWTError:
         raise Unauthenticated("invalid_token", "the bearer token is not valid") from None
+    issued = claims["iat"] if isinstance(claims["iat"], int | float) else time.time()
+    if claims["exp"] - issued > config.max_lifetime_seconds:
+        raise Unauthenticated("token_lifetime_too_long",
+                              "the bearer token lives longer than this server accepts")
     role, clinic, user = claims.get("role"), claims.get("clinic"), claims.get("sub")
     if role not in ROLES or not isinstance(clinic, str) or not clinic or not user:
         raise Unauthenticated("invalid_token", "the bearer token lacks a valid role or clinic")

@@ -64,13 +64,15 @@ def serve(data_dir: Path | None, host: str | None, port: int | None) -> None:
 @click.option("--ttl", type=int, default=None, help="Lifetime in seconds (default 12 h).")
 def token(data_dir: Path | None, user: str, clinic: str, role: str, ttl: int | None) -> None:
     """Print a local bearer token signed with the data directory's key."""
-    from api.auth import issue_token
+    from api.auth import TokenLifetimeTooLong, issue_token
     from api.services import token_config
 
     settings = _settings(data_dir)
     try:
         click.echo(issue_token(token_config(settings), user=user, clinic=clinic, role=role,
                                ttl_seconds=ttl))
+    except TokenLifetimeTooLong as error:
+        raise click.BadParameter(str(error), param_hint="--ttl") from None
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--role") from None
 
@@ -279,21 +281,44 @@ def audit() -> None:
 @data_dir_option
 @click.option("--against-log", is_flag=True,
               help="Also rebuild every entry from the event log and compare.")
-def audit_verify(data_dir: Path | None, against_log: bool) -> None:
-    """Recompute the audit hash chain; name the first broken link (exit 1 if broken)."""
+@click.option("--against-head", "head_file", type=click.Path(path_type=Path), default=None,
+              help="Also check the chain still holds this signed head file "
+                   "(DATA_DIR/secrets/audit_head.json, or a copy kept elsewhere).")
+def audit_verify(data_dir: Path | None, against_log: bool, head_file: Path | None) -> None:
+    """Recompute the audit hash chain and check it reaches the end of the event log; name
+    the first broken link or the missing positions (exit 1 if broken)."""
+    from adapters.audit_head import HeadRefused, head_key, read_head
+    from adapters.event_store import master_key_from_env
     from api.services import Services
-    from projections.audit import verify_against_log, verify_chain
+    from projections.audit import (
+        verify_against_head,
+        verify_against_log,
+        verify_chain,
+        verify_tail,
+    )
 
     services = Services.build(_settings(data_dir, run_background=False))
     try:
-        result = verify_chain(services.audit)
+        published = None
+        if head_file is not None:
+            try:
+                head = read_head(head_file, head_key(master_key_from_env(services.env)))
+            except HeadRefused as error:
+                click.echo(f"audit head file REFUSED: {error}", err=True)
+                raise SystemExit(1) from None
+            published = (head.position, head.entry_hash)
+        result = chain = verify_chain(services.audit)
+        if result.ok:
+            result = verify_tail(services.audit, services.app)
         if result.ok and against_log:
             result = verify_against_log(services.audit, services.app)
+        if result.ok and published is not None:
+            result = verify_against_head(services.audit, published)
     finally:
         services.close()
     if result.ok:
-        click.echo(f"audit chain intact: {result.checked} entries, head position "
-                   f"{result.head_position}, head hash {result.head_hash}")
+        click.echo(f"audit chain intact: {chain.checked} entries, head position "
+                   f"{chain.head_position}, head hash {chain.head_hash}")
         return
     click.echo(f"audit chain BROKEN at position {result.first_broken_position}: "
                f"{result.reason} ({result.checked} entries checked)", err=True)

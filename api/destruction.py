@@ -31,7 +31,7 @@ def destroy_image(services: Services, actor: Actor, image_id: UUID, reason: str)
         key_store.destroy(subjects_to_shred(services, image_id))
         services.blobs.delete_subject(image_id)
         return
-    image = services.app.get_image(image_id, actor)
+    image = services.app.get_image(image_id, actor, destroyed=True)
     position = 0
     if image.status != ImageStatus.DESTROYED.value:
         position = services.app.destroy_image(actor, image_id, reason.strip()[:500]).position

@@ -82,7 +82,14 @@ class DicomIngestResult:
     captured_position: int = 0  # the ImageCaptured event's, which the gallery applies
 
 
-def category_for(modality: str | None) -> ImageCategory:
+# VL Photographic Image Storage: a photograph whatever modality it claims, so it never
+# passes as "other" without the patient's consent.
+VL_PHOTOGRAPHIC_IMAGE = "1.2.840.10008.5.1.4.1.1.77.1.4"
+
+
+def category_for(modality: str | None, sop_class_uid: str | None = None) -> ImageCategory:
+    if (sop_class_uid or "").strip() == VL_PHOTOGRAPHIC_IMAGE:
+        return ImageCategory.PHOTO
     return _CATEGORIES.get((modality or "").strip().upper(), ImageCategory.OTHER)
 
 
@@ -213,7 +220,7 @@ def ingest_dicom(
         raise InvalidInput("checksum_mismatch", "the received bytes do not match their hash")
     info = parse_instance(data, max_pixels=services.settings.max_image_pixels)
     sop_uid = str(info.sop_instance_uid)
-    category, view = photo_view(data, category_for(info.modality))
+    category, view = photo_view(data, category_for(info.modality, info.sop_class_uid))
     metadata = {**dicom_metadata(info), "view_code": view}
     image_id = instance_image_id(actor.clinic_id, sop_uid)
     item_id = reconciliation_id(actor.clinic_id, sop_uid)

@@ -133,9 +133,9 @@ def _image_node(image: GalleryImage, actor: Actor) -> ImageNode:
 
 
 def _visible_categories(actor: Actor) -> list[str] | None:
-    """Front desk never sees radiographs; everyone else sees every category."""
+    """Front desk never sees X-rays (radiographs, CBCT); everyone else sees every category."""
     if grant(actor.role, Permission.VIEW) is Grant.THUMBNAILS:
-        return [c.value for c in ImageCategory if c is not ImageCategory.RADIOGRAPH]
+        return [c.value for c in ImageCategory if not c.hidden_from_thumbnail_grade]
     return None
 
 

@@ -25,12 +25,14 @@ from api.graphql_compliance import ComplianceMutation, ComplianceQuery
 from api.graphql_context import Context, ErrorCodes, OrthovaultSchema
 from api.graphql_dicom import DicomMutation, DicomQuery
 from api.graphql_gallery import GalleryMutation, GalleryQuery, HistoryQuery
+from api.graphql_json import BoundedJsonRouter
 from api.graphql_organisation import OrganisationMutation, OrganisationQuery
 from api.graphql_reports import ReportsMutation, ReportsQuery
 from api.graphql_saved_searches import SavedSearchMutation, SavedSearchQuery
 from api.graphql_search import SearchQuery
 from api.graphql_simulation import SimulationMutation, SimulationQuery
 from api.graphql_subscriptions import ImageSubscription
+from api.graphql_suggestions import HideSuggestions
 from api.graphql_text_guard import TextGuard
 from api.graphql_viewing import ViewingMutation, ViewingQuery
 from api.services import Services
@@ -53,11 +55,14 @@ def build_schema(*, introspection: bool) -> OrthovaultSchema:
     and an attacker should not get the map for free."""
     rules = [] if introspection else [
         lambda: AddValidationRules([NoSchemaIntrospectionCustomRule])]
+    # Listed first, so it sees the errors after ErrorCodes has rewritten them.
+    hints = [] if introspection else [HideSuggestions]
     return OrthovaultSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
         extensions=[
+            *hints,
             lambda: QueryDepthLimiter(max_depth=10),
             lambda: MaxAliasesLimiter(max_alias_count=30),
             lambda: MaxTokensLimiter(max_token_count=5000),
@@ -86,7 +91,7 @@ def router(graphiql: bool, introspection: bool = True) -> GraphQLRouter:
             actor = verify_token(services.tokens, token, getattr(request.state, "request_id", ""))
         return Context(services=services, actor=actor)
 
-    return GraphQLRouter(
+    return BoundedJsonRouter(
         schema if introspection else build_schema(introspection=False),
         context_getter=context, graphql_ide="graphiql" if graphiql else None
     )

@@ -95,11 +95,12 @@ async def receive_related(
         part.handle.flush()
         part.handle.seek(0)
 
+    parts_ended: list[bool] = []  # the closing boundary was seen
     parser = MultipartParser(related.boundary, {
         "on_part_begin": on_part_begin, "on_part_data": on_part_data,
         "on_part_end": on_part_end, "on_header_field": on_header_field,
         "on_header_value": on_header_value, "on_header_end": on_header_end,
-        "on_headers_finished": on_headers_finished,
+        "on_headers_finished": on_headers_finished, "on_end": lambda: parts_ended.append(True),
     })
     total = 0
     try:
@@ -115,7 +116,7 @@ async def receive_related(
     except Exception:
         close_parts(parts)
         raise InvalidInput("invalid_multipart", "the multipart body is malformed") from None
-    if not parts or any(not p.sha256 for p in parts):
+    if not parts or not parts_ended or any(not p.sha256 for p in parts):
         close_parts(parts)
         raise InvalidInput("invalid_multipart", "the multipart body holds no complete part")
     return parts

@@ -117,6 +117,9 @@ async def receive_form(
                 raise InvalidInput("field_too_long", f"form fields are at most {MAX_FIELD_BYTES} B")
             value.extend(piece)
 
+    def on_end() -> None:
+        state["ended"] = True  # the closing boundary was seen
+
     def on_part_end() -> None:
         received = state.get("file")
         if isinstance(received, ReceivedFile):
@@ -134,7 +137,7 @@ async def receive_form(
             "on_part_begin": on_part_begin, "on_part_data": on_part_data,
             "on_part_end": on_part_end, "on_header_field": on_header_field,
             "on_header_value": on_header_value, "on_header_end": on_header_end,
-            "on_headers_finished": on_headers_finished,
+            "on_headers_finished": on_headers_finished, "on_end": on_end,
         },
     )
     total = 0
@@ -145,6 +148,10 @@ async def receive_form(
                 raise TooLarge("upload_too_large", f"uploads are limited to {max_bytes} bytes")
             parser.write(chunk)
         parser.finalize()
+        if not state.get("ended"):
+            # A body cut short (no closing boundary) may hold a truncated file: keep nothing.
+            raise InvalidInput("invalid_multipart",
+                               "the multipart body ends without its closing boundary")
     except (InvalidInput, TooLarge):
         form.close()
         raise

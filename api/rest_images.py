@@ -147,7 +147,8 @@ def _viewable_image(services: Services, actor: Actor, image_id: UUID, kind: Acce
     if image.is_deleted and grant(actor.role, Permission.DELETE) is not Grant.FULL:
         raise NotFound("image_not_found", "no such image")
     if kind is AccessKind.THUMBNAIL:
-        if held is Grant.THUMBNAILS and image.category == ImageCategory.RADIOGRAPH.value:
+        if (held is Grant.THUMBNAILS
+                and ImageCategory(image.category).hidden_from_thumbnail_grade):
             raise PermissionDenied("radiographs_restricted", "this role may not view radiographs")
         require(actor, Permission.VIEW, Grant.THUMBNAILS)
     else:

@@ -13,12 +13,14 @@ from eventsourcing.utils import Environment
 from psycopg.sql import SQL, Identifier
 
 from adapters import embedded_postgres, isolated_decoding, local_secrets, schema_lock
+from adapters.audit_head import HEAD_FILE, HeadPublisher, KafkaHeadSender, head_key
 from adapters.blob_store import EncryptedBlobStore
 from adapters.event_store import (
     LEDGER_ENV,
     PostgresImaging,
     check_connection,
     connection_pool,
+    master_key_from_env,
 )
 from adapters.kafka_connection import kafka_security
 from adapters.kafka_consumer import TopicConsumer
@@ -70,7 +72,11 @@ def token_config(settings: Settings) -> TokenConfig:
         else local_secrets.token_signing_key(settings.data_dir)
     )
     return TokenConfig(secret, settings.token_issuer, settings.token_audience,
-                       settings.token_ttl_seconds)
+                       settings.token_ttl_seconds, settings.token_max_lifetime_seconds)
+
+
+def audit_head_path(settings: Settings) -> Path:
+    return settings.data_dir / "secrets" / HEAD_FILE
 
 
 def master_key(settings: Settings) -> str:
@@ -157,6 +163,7 @@ class Services:
     treatment: TreatmentView = field(init=False)
     search: SearchView = field(init=False)
     saved_searches: SavedSearchesView = field(init=False)
+    audit_head: HeadPublisher | None = field(init=False, default=None)
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -187,7 +194,17 @@ class Services:
         services.saved_searches = shared_tracking(app, SavedSearchesProjection.name,
                                                   SavedSearchesView)
         services._add_jobs()
+        services.audit_head = services._audit_head_publisher()
         return services
+
+    def _audit_head_publisher(self) -> HeadPublisher:
+        """Publishes the audit chain's head outside the database (adapters/audit_head.py)."""
+        send = (KafkaHeadSender(self.settings.kafka_bootstrap, kafka_security(self.settings))
+                if self.settings.kafka_bootstrap else None)
+        publisher = HeadPublisher(audit_head_path(self.settings),
+                                  head_key(master_key_from_env(self.env)), send=send)
+        self.audit.on_append = publisher.advance
+        return publisher
 
     def _add_jobs(self) -> None:
         for projection, view in PROJECTIONS:
@@ -330,8 +347,22 @@ class Services:
             row = curs.fetchone()
         return row["last"] if row else None
 
+    def _let_audit_catch_up(self, timeout: float = 5.0) -> None:
+        """At shutdown the audit first takes in every event already in the log, so a stopped
+        installation verifies without a gap (``audit verify`` compares with the log)."""
+        job = self.supervisor.jobs.get(AuditProjection.name)
+        head = self.app.recorder.max_notification_id() if job and job.running else None
+        if head:
+            try:
+                self.audit.wait(self.app.name, head, timeout=timeout)
+            except TimeoutError:
+                log.warning("audit_behind_at_shutdown", position=head)
+
     def close(self) -> None:
+        self._let_audit_catch_up()
         self.supervisor.stop()
+        if self.audit_head is not None:
+            self.audit_head.close()  # the last head, after the projection stopped
         isolated_decoding.shutdown()  # no decoder child outlives the server
         self.app.close()
         self.gallery.datastore.close()

@@ -30,6 +30,7 @@ class Settings(BaseSettings):
     token_issuer: str = "orthovault"  # noqa: S105 - a name, not a secret
     token_audience: str = "orthovault"  # noqa: S105 - a name, not a secret
     token_ttl_seconds: int = 12 * 3600
+    token_max_lifetime_seconds: int = Field(default=24 * 3600, gt=0)
     mode: Literal["embedded", "production"] = "embedded"
     host: str = "127.0.0.1"
     port: int = 8000

@@ -1,7 +1,11 @@
 """Consent rules as data: which use of a patient's images needs which consent scope, who
 may give it, and a record of every check that refuses.
 
-* Clinical photography consent is checked at capture (``Imaging.check_capture``).
+* Clinical photography consent: :meth:`ConsentCommands.check_photograph_consent` is the one
+  rule, called wherever an image becomes or is used as a clinical photograph: every capture
+  path (``Imaging.check_capture``: upload, batch and zip import, the watch folder, DICOM
+  photographs, capture sessions, reconciliation), ``categoriseImage`` into a photograph
+  category, a report whose layout shows photographs and a simulation on a photograph.
 * Marketing and educational use (collages, presentations, sharing outside the clinic) each
   need their own scope, checked by :meth:`ConsentCommands.check_use_consent` at export or
   sharing time.
@@ -15,7 +19,7 @@ may give it, and a record of every check that refuses.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any
 from uuid import UUID
@@ -24,6 +28,7 @@ from eventsourcing.domain import Aggregate, event
 
 from domain.errors import Conflict, InvalidInput
 from domain.events import PhiFree
+from domain.image import ImageCategory
 from domain.patient import ConsentScope, Patient
 from domain.permissions import Permission, require
 from domain.values import Actor
@@ -119,6 +124,14 @@ class ConsentCommands:
         status = consent_status(patient, SCOPE_FOR_PURPOSE[purpose], moment)
         if status is not ConsentStatus.ACTIVE:
             self.refuse_consent(actor, patient, purpose, status)
+
+    def check_photograph_consent(self: Any, actor: Actor, patient: Patient,
+                                 category: ImageCategory = ImageCategory.PHOTO) -> None:
+        """THE clinical-photography rule: an image that becomes (or is used as) a clinical
+        photograph needs the patient's active clinical photography consent now. Other
+        categories (radiographs, documents, scans) need none."""
+        if category.is_photograph:
+            self.check_consent(actor, patient, Purpose.CAPTURE, datetime.now(UTC))
 
     def check_use_consent(self: Any, actor: Actor, patient_id: UUID, purpose: Purpose,
                           moment: datetime) -> Patient:

@@ -26,6 +26,13 @@ class ImageCategory(StrEnum):
     def is_photograph(self) -> bool:
         return self in (ImageCategory.PHOTO, ImageCategory.EXTRAORAL, ImageCategory.INTRAORAL)
 
+    @property
+    def hidden_from_thumbnail_grade(self) -> bool:
+        """Front desk's view grade sees no X-ray: radiographs and scans alike (a CBCT
+        volume is an X-ray; 3D models need ``imaging:3d_view``, which front desk lacks),
+        on every path: REST, the gallery, albums, search and DICOMweb."""
+        return self in (ImageCategory.RADIOGRAPH, ImageCategory.SCAN)
+
 
 class ImageStatus(StrEnum):
     ACTIVE = "active"

@@ -26,7 +26,7 @@ from domain.capture import CaptureSession
 from domain.capture_commands import CaptureCommands
 from domain.cbct import CbctCommands
 from domain.comparison import ComparisonCommands
-from domain.consent_rules import ConsentCommands, Purpose, grantor
+from domain.consent_rules import ConsentCommands, grantor
 from domain.deletion_requests import DeletionRequestCommands
 from domain.destruction_certificate import certify
 from domain.errors import Conflict, Gone, InvalidInput, NotFound, PermissionDenied
@@ -171,14 +171,24 @@ class Imaging(AnnotationCommands, ImageEditCommands, ViewStateCommands, Comparis
             return getattr(event, "clinic_id", None)
         return None
 
+    def destroyed_among(self, subject_ids: list[UUID]) -> set[UUID]:
+        """Subjects destroyed by any process; the store-bound application knows."""
+        return set()
+
     def get_patient(self, patient_id: UUID, actor: Actor) -> Patient:
         return self._get(patient_id, Patient, actor)
 
-    def get_image(self, image_id: UUID, actor: Actor) -> Image:
+    def get_image(self, image_id: UUID, actor: Actor, *, destroyed: bool = False) -> Image:
+        """The image; a destroyed one is not found (its tombstone is read fresh from the
+        store on every call, so a destruction committed by any process counts at once),
+        unless ``destroyed`` asks for it (finishing a destruction)."""
         try:
-            return self._get(image_id, Image, actor)
+            image: Image = self._get(image_id, Image, actor)
         except Gone:
             raise NotFound("image_not_found", "no such image") from None
+        if image.status == ImageStatus.DESTROYED.value and not destroyed:
+            raise NotFound("image_not_found", "no such image")
+        return image
 
     def as_of(self, actor: Actor, aggregate_id: UUID, kind: type[Aggregate],
               moment: datetime) -> Any:
@@ -294,9 +304,7 @@ class Imaging(AnnotationCommands, ImageEditCommands, ViewStateCommands, Comparis
             session is not None and category.is_photograph)
         if held is Grant.DOCUMENTS and not limited_ok:
             raise_limited_capture()
-        patient = self.get_patient(patient_id, actor)
-        if category.is_photograph:
-            self.check_consent(actor, patient, Purpose.CAPTURE, datetime.now(UTC))
+        self.check_photograph_consent(actor, self.get_patient(patient_id, actor), category)
         return session
 
     def _session_for_upload(self, actor: Actor, patient_id: UUID, session_id: UUID | None,
@@ -436,6 +444,9 @@ class Imaging(AnnotationCommands, ImageEditCommands, ViewStateCommands, Comparis
         """A clinician's choice of category and view; it always wins over the automatic one."""
         require(actor, Permission.ANNOTATE, Grant.OWN)
         image = self._active_image(actor, image_id)
+        # A document (or radiograph…) turned into a photograph is a photograph captured now.
+        self.check_photograph_consent(actor, self.get_patient(image.patient_id, actor),
+                                      category)
         image.categorise(category=category.value, view=view, source="user", confidence=None,
                          actor=actor)
         return Written(image.id, self._save(image))
@@ -462,7 +473,7 @@ class Imaging(AnnotationCommands, ImageEditCommands, ViewStateCommands, Comparis
         """Append the tombstone and its destruction certificate (``certificate``: basis,
         policy, due; see ``domain.destruction_certificate.certify``). The caller shreds the
         key and blobs right after."""
-        image = self.get_image(image_id, actor)
+        image = self.get_image(image_id, actor, destroyed=True)
         require(actor, Permission.DELETE)
         if image.status == ImageStatus.DESTROYED.value:
             return Written(image.id, 0)  # already tombstoned and certified: exactly once
@@ -478,7 +489,9 @@ class Imaging(AnnotationCommands, ImageEditCommands, ViewStateCommands, Comparis
     def record_access(
         self, actor: Actor, images: Sequence[tuple[UUID, UUID]], kind: AccessKind
     ) -> int:
-        """One record per (image id, patient id), all in one transaction."""
+        """One record per (image id, patient id), all in one transaction; none for an
+        image destroyed meanwhile (a read model may still list it for a moment)."""
+        destroyed = self.destroyed_among([image_id for image_id, _ in images])
         records = [
             AccessRecord(
                 clinic_id=actor.clinic_id,
@@ -487,7 +500,7 @@ class Imaging(AnnotationCommands, ImageEditCommands, ViewStateCommands, Comparis
                 kind=kind.value,
                 actor=actor,
             )
-            for image_id, patient_id in images
+            for image_id, patient_id in images if image_id not in destroyed
         ]
         return self._save(*records) if records else 0
 

@@ -29,6 +29,7 @@ from domain import collage
 from domain.errors import InvalidInput
 from domain.events import PhiFree
 from domain.values import Actor, BlobRef
+from domain.views import VIEWS
 
 FORMATS = {"pdf": "application/pdf", "png": "image/png", "jpeg": "image/jpeg"}
 MAX_LINK_DAYS = 90
@@ -111,6 +112,13 @@ class ReportSpec:
         if self.is_presentation:
             return tuple(self._build(layout, strict=False) for layout in self.pages)
         return (self._build(self.layout, strict=True),)
+
+    def shows_photographs(self) -> bool:
+        """Whether any page has a photograph slot (an ADA-1100 view or a chosen image)."""
+        return any(
+            isinstance(cell.content, collage.ImageRef)
+            or (isinstance(cell.content, collage.ViewSlot) and cell.content.view in VIEWS)
+            for template in self.templates() for cell in template.cells)
 
     @property
     def media_type(self) -> str:

@@ -64,6 +64,7 @@ class ReportCommands:
     _save: Any
     get_patient: Any
     check_use_consent: Any
+    check_photograph_consent: Any
 
     def _check_use(self, actor: Actor, patient_id: UUID, purpose: Purpose) -> None:
         consent_purpose = use_purpose(purpose)
@@ -76,6 +77,8 @@ class ReportCommands:
         self.get_patient(patient_id, actor)  # tenancy first: another clinic's id is 404
         require(actor, Permission.EXPORT)
         self._check_use(actor, patient_id, spec.purpose)
+        if spec.shows_photographs():
+            self.check_photograph_consent(actor, self.get_patient(patient_id, actor))
         report = Report(clinic_id=actor.clinic_id, patient_id=patient_id, spec=spec.to_dict(),
                         actor=actor)
         return report.id, self._save(report)

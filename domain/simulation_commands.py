@@ -111,6 +111,7 @@ class SimulationCommands:
     get_patient: Any
     get_image: Any
     check_use_consent: Any
+    check_photograph_consent: Any
     events: Any
     recorder: Any
     mapper: Any
@@ -300,6 +301,8 @@ class SimulationCommands:
         if (not ImageCategory(photo.category).is_photograph
                 or photo.original.media_type not in RASTER_PHOTO_TYPES):
             raise InvalidInput("not_a_photo", "this needs a raster photograph")
+        self.check_photograph_consent(actor, self.get_patient(patient_id, actor),
+                                      ImageCategory(photo.category))
         return photo
 
     # ---- outcome preview (a worker warps the photo) ---------------------------------------

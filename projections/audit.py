@@ -33,7 +33,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from functools import singledispatch
@@ -339,6 +340,8 @@ class AuditView(PostgresTrackingRecorder):
         # One lock per chain; the key is stable across processes and restarts.
         digest = hashlib.sha256(f"orthovault-audit:{table_name}".encode()).digest()
         self.lock_key = int.from_bytes(digest[:8], "big", signed=True)
+        # Told each new head after its commit (``adapters.audit_head.HeadPublisher``).
+        self.on_append: Callable[[int, str], None] | None = None
         self.sql_create_statements.append(SQL(
             "CREATE TABLE IF NOT EXISTS {} ("
             " position bigint PRIMARY KEY, occurred_at timestamptz, clinic_id text NOT NULL,"
@@ -386,7 +389,21 @@ class AuditView(PostgresTrackingRecorder):
                 {name: getattr(sealed, name) for name in FIELDS},
             )
             self._insert_tracking(curs, tracking)
+        if self.on_append is not None:
+            self.on_append(sealed.position, sealed.entry_hash)
         return sealed
+
+    def head(self) -> tuple[int, str] | None:
+        """The chain's last entry: (position, entry hash)."""
+        rows = self._select(SQL("SELECT position, entry_hash FROM {}"
+                                " ORDER BY position DESC LIMIT 1").format(self.entries_table),
+                            ())
+        return (rows[0]["position"], rows[0]["entry_hash"]) if rows else None
+
+    def entry_hash_at(self, position: int) -> str | None:
+        rows = self._select(SQL("SELECT entry_hash FROM {} WHERE position = %s")
+                            .format(self.entries_table), (position,))
+        return rows[0]["entry_hash"] if rows else None
 
     def _subject(self, curs: Cursor[Any], aggregate_id: UUID) -> Subject | None:
         curs.execute(
@@ -612,6 +629,72 @@ def verify_chain(view: AuditView, application_name: str = Imaging.name) -> Verif
     return result
 
 
+def _log_after(app: Application[Any], after: int, upto: int) -> tuple[int, int, int] | None:
+    """(first, last, count) of the log's events after ``after`` up to ``upto``."""
+    recorder: Any = app.recorder
+    with recorder.datastore.transaction(commit=False) as curs:
+        curs.execute(
+            SQL("SELECT min(notification_id) AS first, max(notification_id) AS last,"
+                " count(*) AS n FROM {}.{} WHERE notification_id > %s"
+                " AND notification_id <= %s").format(
+                Identifier(recorder.datastore.schema), Identifier(recorder.events_table_name)),
+            (after, upto))
+        row = curs.fetchone()
+    return (row["first"], row["last"], row["n"]) if row and row["n"] else None
+
+
+def verify_tail(view: AuditView, app: Application[Any], *, patience: float = 3.0,
+                poll: float = 0.25) -> VerifyResult:
+    """Every event in the log now (up to its current maximum) must have an entry.
+
+    Catches a cut tail whose tracking row was moved back with it, which the chain and the
+    tracking position cannot: the event log itself still holds those events. A running
+    projection that merely lags is waited for while it makes progress; one that stands
+    still for ``patience`` seconds with events missing is reported, naming the gap.
+    """
+    target = app.recorder.max_notification_id() or 0
+    head = view.head()
+    stalled_since = time.monotonic()
+    while True:
+        position = head[0] if head else 0
+        missing = _log_after(app, position, target)
+        if missing is None:
+            return VerifyResult(True, 0, head_position=head[0] if head else None,
+                                head_hash=head[1] if head else None)
+        if time.monotonic() - stalled_since >= patience:
+            first, last, count = missing
+            return VerifyResult(
+                False, 0, first,
+                f"the chain ends at position {position} but the event log goes on to "
+                f"{target}: positions {first}-{last} missing ({count} events), the tail "
+                "was cut or the audit projection is not running")
+        time.sleep(poll)
+        moved = view.head()
+        if moved != head:
+            head, stalled_since = moved, time.monotonic()
+
+
+def verify_against_head(view: AuditView, published: tuple[int, str]) -> VerifyResult:
+    """The chain must still hold the published head, unchanged (run after
+    :func:`verify_chain`, which proves every link up to it)."""
+    position, entry_hash = published
+    head = view.head()
+    if head is None or head[0] < position:
+        end = head[0] if head else 0
+        return VerifyResult(False, 0, end + 1,
+                            f"the chain ends at position {end}, before the published head "
+                            f"{position}: positions {end + 1}-{position} were removed")
+    found = view.entry_hash_at(position)
+    if found is None:
+        return VerifyResult(False, 0, position,
+                            "the entry at the published head's position is missing")
+    if found != entry_hash:
+        return VerifyResult(False, 0, position,
+                            "the entry at the published head's position differs from the "
+                            "published hash: the chain was rewritten")
+    return VerifyResult(True, 0, head_position=position, head_hash=entry_hash)
+
+
 def replay(app: Application[Any], *, stop: int | None = None) -> Iterator[AuditEntry]:
     """The chain as the event log implies it, computed in memory without writing."""
     subjects: dict[UUID, Subject] = {}
@@ -669,5 +752,6 @@ def verify_against_log(view: AuditView, app: Application[Any]) -> VerifyResult:
 
 __all__ = [
     "GENESIS_HASH", "AuditEntry", "AuditPage", "AuditProjection", "AuditView", "VerifyResult",
-    "Viewing", "describe", "replay", "verify_against_log", "verify_chain", "verify_entries",
+    "Viewing", "describe", "replay", "verify_against_head", "verify_against_log",
+    "verify_chain", "verify_entries", "verify_tail",
 ]

@@ -274,7 +274,11 @@ MALFORMED_BODIES = [
      "invalid_multipart"),
     ("unterminated-headers", "multipart/form-data; boundary=abc",
      b"--abc\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.jpg\"", 400,
-     "file_required"),
+     "invalid_multipart"),
+    ("no-closing-boundary", "multipart/form-data; boundary=abc",
+     b"--abc\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.jpg\"\r\n"
+     b"Content-Type: image/jpeg\r\n\r\n" + jpeg_bytes(32, 32, seed=9), 400,
+     "invalid_multipart"),
     ("field-too-long", "multipart/form-data; boundary=abc",
      b"--abc\r\nContent-Disposition: form-data; name=\"tags\"\r\n\r\n" + b"t" * 20_000
      + b"\r\n--abc--\r\n", 400, "field_too_long"),
