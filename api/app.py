@@ -11,9 +11,11 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api import (
+    cors,
     dicomweb,
     errors,
     graphql_schema,
+    offline_docs,
     rest_cephalometry,
     rest_compliance,
     rest_images,
@@ -65,15 +67,17 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         version="0.1.0",
         description="Imaging backend of an orthodontic practice suite.",
         lifespan=lifespan,
-        docs_url="/docs" if settings.mode == "embedded" else None,
+        docs_url=None,  # served offline by offline_docs.install (embedded mode only)
         redoc_url=None,
     )
     app.state.metrics = metrics
     # Innermost of the three, so a refusal is still logged, counted and given a request id.
     app.middleware("http")(rate_limit_middleware(RateLimiter(RateBudgets.from_settings(settings))))
+    cors.install(app, settings)  # outside the rate limiter: a preflight is never 401/429
     app.middleware("http")(request_context_middleware(metrics))
     app.middleware("http")(hsts_middleware)
     errors.install(app)
+    offline_docs.install(app, settings)
     app.include_router(rest_images.router)
     app.include_router(rest_cephalometry.router)
     app.include_router(rest_viewing.router)
@@ -84,7 +88,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.include_router(rest_scans.router)
     app.include_router(rest_compliance.router)
     app.include_router(graphql_schema.router(graphiql=settings.mode == "embedded",
-                                             introspection=settings.mode == "embedded"),
+                                             introspection=settings.mode == "embedded",
+                                             allowed_origins=cors.allowed_origins(settings)),
                        prefix="/graphql")
 
     @app.get("/healthz", include_in_schema=False)

@@ -5,6 +5,8 @@ Limits (depth 10, 30 aliases, 5000 tokens) and stable error codes apply to all o
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from fastapi import Request
 from graphql.validation import NoSchemaIntrospectionCustomRule
 from starlette.requests import HTTPConnection
@@ -32,6 +34,7 @@ from api.graphql_simulation import SimulationMutation, SimulationQuery
 from api.graphql_subscriptions import ImageSubscription
 from api.graphql_text_guard import TextGuard
 from api.graphql_viewing import ViewingMutation, ViewingQuery
+from api.offline_docs import OfflineGraphQLRouter
 from api.services import Services
 
 Query = merge_types("Query", (GalleryQuery, HistoryQuery, CaptureQuery, AuditQuery,
@@ -70,7 +73,9 @@ def build_schema(*, introspection: bool) -> OrthovaultSchema:
 schema = build_schema(introspection=True)
 
 
-def router(graphiql: bool, introspection: bool = True) -> GraphQLRouter:
+def router(graphiql: bool, introspection: bool = True,
+           allowed_origins: Sequence[str] = ()) -> GraphQLRouter:
+    """``allowed_origins``: pages that may open the subscription websocket (api/cors.py)."""
     async def context(request: HTTPConnection) -> Context:
         services: Services = request.app.state.services
         actor = None
@@ -85,7 +90,8 @@ def router(graphiql: bool, introspection: bool = True) -> GraphQLRouter:
             actor = verify_token(services.tokens, token, getattr(request.state, "request_id", ""))
         return Context(services=services, actor=actor)
 
-    return GraphQLRouter(
+    return OfflineGraphQLRouter(  # GraphiQL without a CDN (api/offline_docs.py)
         schema if introspection else build_schema(introspection=False),
-        context_getter=context, graphql_ide="graphiql" if graphiql else None
+        context_getter=context, graphql_ide="graphiql" if graphiql else None,
+        allowed_origins=allowed_origins,
     )
