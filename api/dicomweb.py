@@ -5,6 +5,12 @@ UID of another clinic answers 404), the permission table (QIDO and /metadata are
 thumbnails follow the thumbnail grade; pixels and files need the full view grant), and an
 access record for every instance whose metadata, thumbnail, rendering or bytes are served.
 
+What viewers (OHIF, dicomweb-client) rely on: QIDO at root, study and series level answers
+the PS3.18 default attributes plus ``includefield`` and refuses (400) a matching key it
+cannot apply rather than ignore it; /metadata names Pixel Data and large binary values by
+BulkDataURI (``api/dicomweb_bulkdata.py``); rendered resources take ``viewport`` and
+``window`` (``api/rendered_options.py``).
+
 Decisions: retrieval serves each instance as stored (no transcoding; a requested
 transfer-syntax other than the stored one is not honoured). QIDO and /metadata report the
 chart's patient identity (the one the image is filed under), which after reconciliation may
@@ -755,7 +761,7 @@ def retrieve_bulkdata(study: str, series: str, sop: str, path: str, request: Req
 
 def _native_frames(ds: pydicom.Dataset, numbers: list[int], frames: int) -> list[bytes]:
     bits = int(ds.BitsAllocated)
-    ts = str(ds.file_meta.get("TransferSyntaxUID", "")) if hasattr(ds, "file_meta") else ""
+    ts = _stored_transfer_syntax(ds)
     if bits % 8 == 0 and ts in _NATIVE_LITTLE_ENDIAN and "PixelData" in ds:
         size = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1)) * bits // 8
         pixel_data = ds.PixelData
@@ -770,7 +776,7 @@ def _native_frames(ds: pydicom.Dataset, numbers: list[int], frames: int) -> list
 
 def _frame_parts(request: Request, ds: pydicom.Dataset, numbers: list[int],
                  frames: int) -> tuple[str, list[bytes]] | None:
-    ts = str(ds.file_meta.get("TransferSyntaxUID", "")) if hasattr(ds, "file_meta") else ""
+    ts = _stored_transfer_syntax(ds)
     compressed_type = _FRAME_TYPES.get(ts)
     accept = request.headers.get("accept", "").lower().replace(" ", "")
     if compressed_type and (_accepts(request, compressed_type) or "transfer-syntax=*" in accept):
