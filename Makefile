@@ -24,6 +24,12 @@ test: install
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# The OHIF viewer build the browser test drives (cached under .cache/ohif, fetched once).
+.PHONY: ohif
+ohif:
+	infra/ohif/install.sh >/dev/null
+test: ohif
+
 lint: install
 	$(BIN)/ruff check .
 

@@ -114,6 +114,11 @@ class DicomInstance:
     series_description: str | None
     # Images in Acquisition (0020,1002): how many slices a CT series announces, if it does.
     images_in_acquisition: int | None = None
+    # What QIDO's default attribute sets name (PS3.18 Table 10.6.3-3/4/5).
+    study_time: str | None = None
+    accession_number: str | None = None
+    series_number: int | None = None
+    instance_number: int | None = None
 
 
 # --- sniffing ---------------------------------------------------------------------------------
@@ -444,6 +449,10 @@ def read_dicom(data: bytes) -> DicomInstance:
         study_description=_get(ds, "StudyDescription", _text),
         series_description=_get(ds, "SeriesDescription", _text),
         images_in_acquisition=_get(ds, "ImagesInAcquisition", int),
+        study_time=_get(ds, "StudyTime", _text),
+        accession_number=_get(ds, "AccessionNumber", _text),
+        series_number=_get(ds, "SeriesNumber", int),
+        instance_number=_get(ds, "InstanceNumber", int),
     )
 
 
@@ -451,12 +460,14 @@ def read_dicom(data: bytes) -> DicomInstance:
 
 
 def render_dicom(
-    data: bytes, frame: int = 0, *, max_pixels: int = DEFAULT_MAX_PIXELS
+    data: bytes, frame: int = 0, *, max_pixels: int = DEFAULT_MAX_PIXELS,
+    window: tuple[float, float, str] | None = None,
 ) -> np.ndarray:
     """One frame as display-ready 8-bit pixels: (rows, columns) grey or (rows, columns, 3) RGB.
 
     Greyscale goes through the standard display pipeline (modality LUT or rescale, then VOI
-    LUT or window, then MONOCHROME1 inversion); colour is brought to 8-bit RGB.
+    LUT or window, then MONOCHROME1 inversion); colour is brought to 8-bit RGB. ``window``
+    (centre, width, VOI LUT function) replaces the object's own VOI for greyscale.
     """
     ds = _parse(data)
     if not _has_pixel_data(ds):
@@ -471,7 +482,7 @@ def render_dicom(
         raise TooLarge(TOO_LARGE, f"A {columns}x{rows} frame exceeds {max_pixels} pixels.")
     try:
         pixels, photometric = _decode_frame(ds, frame)
-        rendered = _to_display(pixels, photometric, ds)
+        rendered = _to_display(pixels, photometric, ds, window)
     except OrthovaultError:
         raise
     except MemoryError as exc:
@@ -527,11 +538,12 @@ _GREYSCALE = frozenset({"MONOCHROME1", "MONOCHROME2"})
 _COLOUR = frozenset({"RGB", "YBR_FULL", "YBR_FULL_422"})
 
 
-def _to_display(pixels: np.ndarray, photometric: str, ds: Dataset) -> np.ndarray:
+def _to_display(pixels: np.ndarray, photometric: str, ds: Dataset,
+                window: tuple[float, float, str] | None = None) -> np.ndarray:
     if photometric in _GREYSCALE:
         if pixels.ndim != 2:
             raise Unprocessable(INVALID, "Greyscale pixel data has more than one sample.")
-        grey = _grey_to_uint8(pixels, ds)
+        grey = _grey_to_uint8(pixels, ds, window)
         return 255 - grey if photometric == "MONOCHROME1" else grey
     if photometric == "PALETTE COLOR":
         rgb = apply_color_lut(pixels, ds)
@@ -552,9 +564,12 @@ def _colour_to_uint8(pixels: np.ndarray, bits: int) -> np.ndarray:
     return np.ascontiguousarray(np.clip(shifted, 0, 255).astype(np.uint8))
 
 
-def _grey_to_uint8(pixels: np.ndarray, ds: Dataset) -> np.ndarray:
+def _grey_to_uint8(pixels: np.ndarray, ds: Dataset,
+                   window: tuple[float, float, str] | None = None) -> np.ndarray:
     values = np.asarray(apply_modality_lut(pixels, ds), dtype=np.float64)
     values = np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
+    if window is not None:
+        return _apply_window(values, window[0], window[1], function=window[2])
     if ds.get("VOILUTSequence"):
         return _voi_lut(values, ds)
     window = _window(ds)

@@ -223,11 +223,13 @@ def run_isolated(fn: Callable[_P, _R], /, *args: _P.args, **kwargs: _P.kwargs) -
 
 
 def render_dicom_isolated(
-    data: bytes, frame: int = 0, *, max_pixels: int = dicom_codec.DEFAULT_MAX_PIXELS
+    data: bytes, frame: int = 0, *, max_pixels: int = dicom_codec.DEFAULT_MAX_PIXELS,
+    window: tuple[float, float, str] | None = None,
 ) -> np.ndarray:
     """``dicom_codec.render_dicom`` in a child process: same result, same error codes."""
     try:
-        return run_isolated(dicom_codec.render_dicom, data, frame, max_pixels=max_pixels)
+        return run_isolated(dicom_codec.render_dicom, data, frame, max_pixels=max_pixels,
+                            window=window)
     except MemoryError:
         # Out of memory outside render_dicom's own mapping (say while sending the frame
         # back): the same refusal as a frame too large to decode.

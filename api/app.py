@@ -11,10 +11,12 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api import (
+    cors,
     dicomweb,
     errors,
     graphql_schema,
     landmark_models,
+    offline_docs,
     rest_cephalometry,
     rest_compliance,
     rest_images,
@@ -67,16 +69,18 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         version="0.1.0",
         description="Imaging backend of an orthodontic practice suite.",
         lifespan=lifespan,
-        docs_url="/docs" if settings.mode == "embedded" else None,
+        docs_url=None,  # served offline by offline_docs.install (embedded mode only)
         redoc_url=None,
     )
     app.state.metrics = metrics
     app.middleware("http")(docs_guard_middleware(settings.mode == "production"))
     # Innermost of the three, so a refusal is still logged, counted and given a request id.
     app.middleware("http")(rate_limit_middleware(RateLimiter(RateBudgets.from_settings(settings))))
+    cors.install(app, settings)  # outside the rate limiter: a preflight is never 401/429
     app.middleware("http")(request_context_middleware(metrics))
     app.middleware("http")(hsts_middleware)
     errors.install(app)
+    offline_docs.install(app, settings)
     app.include_router(rest_images.router)
     app.include_router(rest_cephalometry.router)
     app.include_router(landmark_models.router)
@@ -88,7 +92,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.include_router(rest_scans.router)
     app.include_router(rest_compliance.router)
     app.include_router(graphql_schema.router(graphiql=settings.mode == "embedded",
-                                             introspection=settings.mode == "embedded"),
+                                             introspection=settings.mode == "embedded",
+                                             allowed_origins=cors.allowed_origins(settings)),
                        prefix="/graphql")
 
     @app.get("/healthz", include_in_schema=False)

@@ -354,9 +354,11 @@ def gc(data_dir: Path | None, grace_hours: float, dry_run: bool) -> None:
 def _register_dicom_commands() -> None:
     from api.cli_dicom import dicom_listen
     from api.cli_retention import retention
+    from api.ohif_config import ohif_config
 
     main.add_command(dicom_listen)
     main.add_command(retention)
+    main.add_command(ohif_config)
 
 
 def _register_operations_commands() -> None:

@@ -135,6 +135,10 @@ def dicom_metadata(info: DicomInstance) -> dict[str, Any]:
         "study_description": info.study_description,
         "series_description": info.series_description,
         "images_in_acquisition": info.images_in_acquisition,
+        "study_time": info.study_time,
+        "accession_number": info.accession_number,
+        "series_number": info.series_number,
+        "instance_number": info.instance_number,
         # PHI: only ever inside sealed event state and the DICOM read model.
         "patient": {
             "id": info.patient_id, "name": info.patient_name,

@@ -5,6 +5,12 @@ UID of another clinic answers 404), the permission table (QIDO and /metadata are
 thumbnails follow the thumbnail grade; pixels and files need the full view grant), and an
 access record for every instance whose metadata, thumbnail, rendering or bytes are served.
 
+What viewers (OHIF, dicomweb-client) rely on: QIDO at root, study and series level answers
+the PS3.18 default attributes plus ``includefield`` and refuses (400) a matching key it
+cannot apply rather than ignore it; /metadata names Pixel Data and large binary values by
+BulkDataURI (``api/dicomweb_bulkdata.py``); rendered resources take ``viewport`` and
+``window`` (``api/rendered_options.py``).
+
 Decisions: retrieval serves each instance as stored (no transcoding; a requested
 transfer-syntax other than the stored one is not honoured). QIDO and /metadata report the
 chart's patient identity (the one the image is filed under), which after reconciliation may
@@ -16,6 +22,7 @@ from __future__ import annotations
 import io
 import re
 import time
+from collections.abc import Sequence
 from datetime import date
 from typing import Annotated, Any
 
@@ -26,12 +33,13 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from PIL import Image as PILImage
-from pydicom.datadict import keyword_for_tag, tag_for_keyword
+from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 from pydicom.encaps import generate_frames
 
 from adapters import dicom_codec
 from adapters.image_codec import JPEG_QUALITY, THUMBNAIL_PX
 from adapters.isolated_decoding import pixel_array_isolated, render_dicom_isolated
+from api import dicomweb_bulkdata as bulkdata
 from api.dicom_ingest import (
     DicomIngestResult,
     IngestOutcome,
@@ -46,6 +54,7 @@ from api.multipart_related import (
     receive_related,
     related_content_type,
 )
+from api.rendered_options import RenderOptions, apply_viewport, render_options
 from api.rest_images import current_actor, services_of
 from api.services import Services
 from domain.access import AccessKind
@@ -141,48 +150,110 @@ def _instance_url(request: Request, study: str, series: str, sop: str) -> str:
     return f"{_series_url(request, study, series)}/instances/{sop}"
 
 
-def _study_json(request: Request, study: IndexedStudy) -> dict[str, Any]:
+# PS3.18 Table 10.6.3-3, -4 and -5: what every QIDO answer of a level carries, whatever
+# includefield says (an attribute we do not know is returned without a value).
+STUDY_DEFAULTS = ("00080020", "00080030", "00080050", "00080056", "00080061", "00080090",
+                  "00081190", "00100010", "00100020", "00100030", "00100040", "0020000D",
+                  "00200010", "00201206", "00201208")
+SERIES_DEFAULTS = ("00080060", "0008103E", "00081190", "0020000D", "0020000E", "00200011",
+                   "00201209", "00400244", "00400245")
+INSTANCE_DEFAULTS = ("00080016", "00080018", "00080056", "00081190", "0020000D", "0020000E",
+                     "00200013", "00280008", "00280010", "00280011", "00280100")
+
+
+def _study_attributes(request: Request, study: IndexedStudy) -> dict[str, Any]:
     return {
         "00080020": _element("DA", _da(study.study_date)),
+        "00080030": _element("TM", study.study_time),
+        "00080050": _element("SH", study.accession_number),
+        "00080056": _element("CS", "ONLINE"),
         "00080061": _element("CS", *study.modalities),
         "00081030": _element("LO", study.study_description),
         "00081190": _element("UR", _study_url(request, study.study_uid)),
         "00100010": _person_name(study.family_name, study.given_name),
         "00100020": _element("LO", study.external_id),
         "00100030": _element("DA", _da(study.birth_date)),
+        "00100040": _element("CS", study.sex),
         "0020000D": _element("UI", study.study_uid),
         "00201206": _element("IS", study.series_count),
         "00201208": _element("IS", study.instance_count),
     }
 
 
-def _series_json(request: Request, series: IndexedSeries) -> dict[str, Any]:
+def _series_attributes(request: Request, series: IndexedSeries) -> dict[str, Any]:
     return {
+        "00080056": _element("CS", "ONLINE"),
         "00080060": _element("CS", series.modality),
         "0008103E": _element("LO", series.series_description),
         "00081190": _element("UR", _series_url(request, series.study_uid, series.series_uid)),
         "0020000D": _element("UI", series.study_uid),
         "0020000E": _element("UI", series.series_uid),
+        "00200011": _element("IS", series.series_number),
         "00201209": _element("IS", series.instance_count),
     }
 
 
-def _instance_json(request: Request, instance: IndexedInstance) -> dict[str, Any]:
+def _instance_attributes(request: Request, instance: IndexedInstance) -> dict[str, Any]:
     return {
         "00080016": _element("UI", instance.sop_class_uid),
         "00080018": _element("UI", instance.sop_uid),
         "00080020": _element("DA", _da(instance.study_date)),
+        "00080030": _element("TM", instance.study_time),
+        "00080050": _element("SH", instance.accession_number),
+        "00080056": _element("CS", "ONLINE"),
         "00080060": _element("CS", instance.modality),
+        "00081030": _element("LO", instance.study_description),
+        "0008103E": _element("LO", instance.series_description),
         "00081190": _element("UR", _instance_url(
             request, instance.study_uid, instance.series_uid, instance.sop_uid)),
         "00100010": _person_name(instance.family_name, instance.given_name),
         "00100020": _element("LO", instance.external_id),
+        "00100030": _element("DA", _da(instance.birth_date)),
+        "00100040": _element("CS", instance.sex),
         "0020000D": _element("UI", instance.study_uid),
         "0020000E": _element("UI", instance.series_uid),
+        "00200011": _element("IS", instance.series_number),
+        "00200013": _element("IS", instance.instance_number),
         "00280008": _element("IS", instance.frames),
         "00280010": _element("US", instance.rows),
         "00280011": _element("US", instance.columns),
     }
+
+
+def _vr_of(tag: str) -> str:
+    try:
+        return dictionary_VR(int(tag, 16)).split(" ")[0]
+    except KeyError:
+        return "UN"
+
+
+def select_attributes(known: dict[str, Any], defaults: tuple[str, ...],
+                      include: list[str]) -> dict[str, Any]:
+    """The level's default set plus what includefield asked for (``all``: all we know).
+
+    An attribute asked for but unknown here is returned without a value (PS3.18 10.6.3.3)."""
+    wanted = set(defaults) | set(include)
+    if "all" in include:
+        wanted |= set(known)
+    wanted.discard("all")
+    return {tag: known.get(tag) or {"vr": _vr_of(tag)} for tag in sorted(wanted)}
+
+
+def _study_json(request: Request, study: IndexedStudy,
+                include: Sequence[str] = ()) -> dict[str, Any]:
+    return select_attributes(_study_attributes(request, study), STUDY_DEFAULTS, list(include))
+
+
+def _series_json(request: Request, series: IndexedSeries,
+                 include: Sequence[str] = ()) -> dict[str, Any]:
+    return select_attributes(_series_attributes(request, series), SERIES_DEFAULTS,
+                             list(include))
+
+
+def _instance_json(request: Request, instance: IndexedInstance,
+                   include: Sequence[str] = ()) -> dict[str, Any]:
+    return select_attributes(_instance_attributes(request, instance), INSTANCE_DEFAULTS,
+                             list(include))
 
 
 def _dicom_json(body: Any, status_code: int = 200,
@@ -211,10 +282,16 @@ _TAG = re.compile(r"^[0-9A-Fa-f]{8}$")
 def _plausible_uid(uid: str) -> bool:
     """Lenient (devices send odd UIDs) but never a NUL or control character into SQL."""
     return 0 < len(uid) <= 64 and uid.isprintable()
-_STUDY_KEYS = {"StudyInstanceUID", "PatientID", "PatientName", "StudyDate",
-               "ModalitiesInStudy"}
-_CONTROL_KEYS = {"limit", "offset", "includefield", "fuzzymatching"}
 
+
+# Matching keys each level supports; anything else is refused (never silently widening).
+_STUDY_KEYS = frozenset({"StudyInstanceUID", "PatientID", "PatientName", "StudyDate",
+                         "ModalitiesInStudy", "AccessionNumber", "StudyDescription"})
+# Study keys that also narrow series and instances (ModalitiesInStudy is a per-study count).
+_STUDY_KEYS_BELOW = _STUDY_KEYS - {"ModalitiesInStudy"}
+_SERIES_KEYS = frozenset({"SeriesInstanceUID", "Modality"})
+_INSTANCE_KEYS = frozenset({"SOPInstanceUID"})
+_CONTROL_KEYS = frozenset({"limit", "offset", "includefield", "fuzzymatching"})
 
 def _parse_date(text: str) -> date:
     try:
@@ -242,8 +319,28 @@ def _keyword(key: str) -> str:
     return key
 
 
-def _query_values(request: Request) -> tuple[dict[str, list[str]], list[str]]:
-    """Matching keys by keyword (tags accepted too), and the keys we do not support."""
+def _include_tag(field: str) -> str:
+    if field == "all":
+        return field
+    if _TAG.match(field):
+        return field.upper()
+    tag = tag_for_keyword(field)
+    if tag is None:
+        raise InvalidInput("dicomweb_invalid_includefield",
+                           f"{_printable(field)!r} is not a DICOM keyword or tag")
+    return f"{tag:08X}"
+
+
+def _printable(text: str) -> str:
+    """Only printable ASCII of what a client sent goes back into a message."""
+    return "".join(ch if " " <= ch <= "~" else "?" for ch in text[:200])
+
+
+def _query_values(request: Request, supported: frozenset[str]) -> dict[str, list[str]]:
+    """Matching keys by keyword (tags accepted too); includefield as tags.
+
+    A key this level does not match on (unsupported or misspelt, say ``PatientId``) is a
+    400: answering as if it were absent would return more than was asked for."""
     values: dict[str, list[str]] = {}
     for key, value in request.query_params.multi_items():
         if not (key + value).isprintable():  # a NUL would reach Postgres, a CR/LF a header
@@ -251,13 +348,13 @@ def _query_values(request: Request) -> tuple[dict[str, list[str]], list[str]]:
                                "query keys and values must be printable characters")
         keyword = key if key in _CONTROL_KEYS else _keyword(key)
         values.setdefault(keyword, []).extend(v for v in value.split(",") if v != "")
-    for field in values.get("includefield", []):
-        if field != "all" and not _TAG.match(field) and tag_for_keyword(field) is None:
-            raise InvalidInput("dicomweb_invalid_includefield",
-                               f"{field!r} is not a DICOM keyword or tag")
-    unsupported = [k for k in values if k not in _STUDY_KEYS | _CONTROL_KEYS
-                   | {"SeriesInstanceUID", "Modality", "SOPInstanceUID"}]
-    return values, unsupported
+    values["includefield"] = [_include_tag(f) for f in values.get("includefield", [])]
+    unsupported = sorted(k for k in values if k not in supported | _CONTROL_KEYS)
+    if unsupported:
+        raise InvalidInput("dicomweb_unsupported_filter",
+                           f"matching on {_printable(', '.join(unsupported))} is not supported "
+                           f"here; supported: {', '.join(sorted(supported))}")
+    return values
 
 
 def _int_param(values: dict[str, list[str]], name: str, default: int, high: int) -> int:
@@ -278,7 +375,8 @@ def _single(values: dict[str, list[str]], name: str) -> str | None:
     return found[-1] if found else None
 
 
-def study_query(values: dict[str, list[str]], hide_radiographs: bool) -> StudyQuery:
+def study_query(values: dict[str, list[str]], hide_radiographs: bool,
+                default_limit: int = 100) -> StudyQuery:
     date_from = date_to = None
     if (raw := _single(values, "StudyDate")) is not None:
         date_from, date_to = parse_date_range(raw)
@@ -288,67 +386,76 @@ def study_query(values: dict[str, list[str]], hide_radiographs: bool) -> StudyQu
         patient_id=_single(values, "PatientID"),
         patient_name=_single(values, "PatientName"),
         date_from=date_from, date_to=date_to, modalities=modalities or None,
+        accession_number=_single(values, "AccessionNumber"),
+        study_description=_single(values, "StudyDescription"),
         hide_radiographs=hide_radiographs,
-        limit=_int_param(values, "limit", 100, MAX_LIMIT),
+        limit=_int_param(values, "limit", default_limit, MAX_LIMIT),
         offset=_int_param(values, "offset", 0, 10_000_000),
     )
-
-
-def _warning(unsupported: list[str]) -> dict[str, str]:
-    if not unsupported:
-        return {}
-    # Only printable ASCII goes back into a header (the keys are whatever the client sent).
-    names = "".join(ch if " " <= ch <= "~" and ch != '"' else "?"
-                    for ch in ", ".join(sorted(unsupported))[:200])
-    return {"Warning": f'299 orthovault: "matching on {names} is not supported; ignored"'}
 
 
 @router.get("/studies")
 def search_studies(request: Request, actor: ActorDep) -> JSONResponse:
     services = services_of(request)
     held = _metadata_grant(actor)
-    values, unsupported = _query_values(request)
+    values = _query_values(request, _STUDY_KEYS)
     query = study_query(values, _hide_radiographs(held))
     studies = services.dicom_index.studies(actor.clinic_id, query)
-    return _dicom_json([_study_json(request, s) for s in studies],
-                       headers=_warning(unsupported))
+    include = values["includefield"]
+    return _dicom_json([_study_json(request, s, include) for s in studies])
+
+
+def _search_series(request: Request, actor: Actor, study: str | None) -> JSONResponse:
+    services = services_of(request)
+    held = _metadata_grant(actor)
+    values = _query_values(request, _SERIES_KEYS | (_STUDY_KEYS_BELOW if study is None
+                                                    else frozenset()))
+    query = study_query(values, _hide_radiographs(held), MAX_LIMIT)
+    series = services.dicom_index.series(
+        actor.clinic_id, study, hide_radiographs=query.hide_radiographs,
+        modality=_single(values, "Modality"), limit=query.limit, offset=query.offset,
+        query=query, series_uids=values.get("SeriesInstanceUID"))
+    include = values["includefield"]
+    return _dicom_json([_series_json(request, s, include) for s in series])
+
+
+@router.get("/series")
+def search_all_series(request: Request, actor: ActorDep) -> JSONResponse:
+    return _search_series(request, actor, None)
 
 
 @router.get("/studies/{study}/series")
 def search_series(study: str, request: Request, actor: ActorDep) -> JSONResponse:
-    services = services_of(request)
-    held = _metadata_grant(actor)
-    values, unsupported = _query_values(request)
-    series = services.dicom_index.series(
-        actor.clinic_id, study, hide_radiographs=_hide_radiographs(held),
-        modality=_single(values, "Modality"),
-        limit=_int_param(values, "limit", MAX_LIMIT, MAX_LIMIT),
-        offset=_int_param(values, "offset", 0, 10_000_000),
-    )
-    wanted = values.get("SeriesInstanceUID")
-    if wanted:
-        series = [s for s in series if s.series_uid in wanted]
-    return _dicom_json([_series_json(request, s) for s in series], headers=_warning(unsupported))
+    return _search_series(request, actor, study)
 
 
-def _search_instances(request: Request, actor: Actor, study: str,
+def _search_instances(request: Request, actor: Actor, study: str | None,
                       series: str | None) -> JSONResponse:
     services = services_of(request)
     held = _metadata_grant(actor)
-    values, unsupported = _query_values(request)
+    supported = _INSTANCE_KEYS
+    if series is None:
+        supported |= _SERIES_KEYS
+    if study is None:
+        supported |= _STUDY_KEYS_BELOW
+    values = _query_values(request, supported)
+    query = study_query(values, _hide_radiographs(held), MAX_LIMIT)
+    series_uids = [series] if series is not None else values.get("SeriesInstanceUID")
     found = services.dicom_index.instances(
-        actor.clinic_id, study, series, hide_radiographs=_hide_radiographs(held),
-        limit=_int_param(values, "limit", MAX_LIMIT, MAX_LIMIT),
-        offset=_int_param(values, "offset", 0, 10_000_000),
-    )
-    wanted = values.get("SOPInstanceUID")
-    if wanted:
-        found = [i for i in found if i.sop_uid in wanted]
+        actor.clinic_id, study, hide_radiographs=query.hide_radiographs,
+        limit=query.limit, offset=query.offset, query=query,
+        modality=_single(values, "Modality"), series_uids=series_uids,
+        sop_uids=values.get("SOPInstanceUID"))
     # Listing instances shows them: one metadata access record each, as the gallery does.
     services.app.record_access(actor, [(i.image_id, i.patient_id) for i in found],
                                AccessKind.METADATA)
-    return _dicom_json([_instance_json(request, i) for i in found],
-                       headers=_warning(unsupported))
+    include = values["includefield"]
+    return _dicom_json([_instance_json(request, i, include) for i in found])
+
+
+@router.get("/instances")
+def search_all_instances(request: Request, actor: ActorDep) -> JSONResponse:
+    return _search_instances(request, actor, None, None)
 
 
 @router.get("/studies/{study}/series/{series}/instances")
@@ -552,8 +659,24 @@ def _dataset(services: Services, image: Image, *, pixels: bool) -> pydicom.Datas
     return pydicom.dcmread(io.BytesIO(data), force=True, stop_before_pixels=not pixels)
 
 
-def _metadata_of(ds: pydicom.Dataset, instance: IndexedInstance) -> dict[str, Any]:
-    body = ds.to_json_dict(bulk_data_threshold=1 << 20)
+def _stored_transfer_syntax(ds: pydicom.Dataset) -> str:
+    return str(ds.file_meta.get("TransferSyntaxUID", "")) if hasattr(ds, "file_meta") else ""
+
+
+def _encapsulated(ds: pydicom.Dataset) -> bool:
+    ts = _stored_transfer_syntax(ds)
+    return bool(ts) and ts not in _NATIVE_LITTLE_ENDIAN and ts != "1.2.840.10008.1.2.2"
+
+
+def _metadata_of(request: Request, ds: pydicom.Dataset,
+                 instance: IndexedInstance) -> dict[str, Any]:
+    base = _instance_url(request, instance.study_uid, instance.series_uid,
+                         instance.sop_uid) + "/bulkdata"
+    body = ds.to_json_dict(bulk_data_threshold=bulkdata.json_threshold(),
+                           bulk_data_element_handler=bulkdata.uri_handler(ds, base))
+    # Read without pixels (see _dataset): the Pixel Data is always fetched by URI.
+    body[bulkdata.PIXEL_DATA] = {"vr": bulkdata.pixel_data_vr(ds, _encapsulated(ds)),
+                                 "BulkDataURI": f"{base}/{bulkdata.PIXEL_DATA}"}
     # The chart's identity, as QIDO reports it (see the module docstring).
     body["00100010"] = _person_name(instance.family_name, instance.given_name)
     body["00100020"] = _element("LO", instance.external_id)
@@ -576,9 +699,10 @@ def _metadata(request: Request, actor: Actor, study: str, series: str | None = N
     bodies = []
     for instance, image in zip(instances, images, strict=True):
         try:
-            bodies.append(_metadata_of(_dataset(services, image, pixels=False), instance))
+            bodies.append(_metadata_of(request, _dataset(services, image, pixels=False),
+                                       instance))
         except (ValueError, TypeError, AttributeError, KeyError):
-            bodies.append(_instance_json(request, instance))  # the index is all we can say
+            bodies.append(_instance_json(request, instance, ["all"]))  # all the index says
     return _dicom_json(bodies)
 
 
@@ -608,9 +732,36 @@ def parse_frame_list(raw: str, frames: int) -> list[int]:
     return numbers
 
 
+@router.get("/studies/{study}/series/{series}/instances/{sop}/bulkdata/{path:path}")
+def retrieve_bulkdata(study: str, series: str, sop: str, path: str, request: Request,
+                      actor: ActorDep) -> Response:
+    """A BulkDataURI of /metadata: the value's bytes (multipart/related when asked so);
+    encapsulated Pixel Data as its frames, one part each in their stored encoding."""
+    services = services_of(request)
+    require(actor, Permission.VIEW)  # bulk values are pixels, or as sensitive
+    instance = _instances_of(services, actor, study, series, sop)[0]
+    image = services.app.get_image(instance.image_id, actor)
+    ds = _dataset(services, image, pixels=True)
+    elem = bulkdata.element_at(ds, path)
+    services.app.record_access(actor, [(image.id, image.patient_id)], AccessKind.ORIGINAL)
+    headers = {"Cache-Control": "private, no-store"}
+    multipart = "multipart/related" in request.headers.get("accept", "").lower()
+    if elem.tag == 0x7FE00010 and _encapsulated(ds) and multipart:
+        part_type = _FRAME_TYPES.get(_stored_transfer_syntax(ds), "application/octet-stream")
+        parts = list(generate_frames(elem.value, number_of_frames=instance.frames))
+    elif multipart:
+        part_type, parts = "application/octet-stream", [elem.value]
+    else:
+        return Response(elem.value, media_type="application/octet-stream", headers=headers)
+    boundary = new_boundary()
+    body = b"".join(encode_related(((part_type, [p]) for p in parts), boundary))
+    return Response(body, media_type=related_content_type(part_type, boundary),
+                    headers=headers)
+
+
 def _native_frames(ds: pydicom.Dataset, numbers: list[int], frames: int) -> list[bytes]:
     bits = int(ds.BitsAllocated)
-    ts = str(ds.file_meta.get("TransferSyntaxUID", "")) if hasattr(ds, "file_meta") else ""
+    ts = _stored_transfer_syntax(ds)
     if bits % 8 == 0 and ts in _NATIVE_LITTLE_ENDIAN and "PixelData" in ds:
         size = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1)) * bits // 8
         pixel_data = ds.PixelData
@@ -625,7 +776,7 @@ def _native_frames(ds: pydicom.Dataset, numbers: list[int], frames: int) -> list
 
 def _frame_parts(request: Request, ds: pydicom.Dataset, numbers: list[int],
                  frames: int) -> tuple[str, list[bytes]] | None:
-    ts = str(ds.file_meta.get("TransferSyntaxUID", "")) if hasattr(ds, "file_meta") else ""
+    ts = _stored_transfer_syntax(ds)
     compressed_type = _FRAME_TYPES.get(ts)
     accept = request.headers.get("accept", "").lower().replace(" ", "")
     if compressed_type and (_accepts(request, compressed_type) or "transfer-syntax=*" in accept):
@@ -677,22 +828,54 @@ def _encode_image(pixels: np.ndarray, request: Request, longest: int | None) -> 
     return out.getvalue(), "image/jpeg"
 
 
-def _rendered(request: Request, actor: Actor, study: str, series: str, sop: str,
-              frame: int) -> Response:
+def _render(services: Services, actor: Actor, request: Request, instance: IndexedInstance,
+            frame: int, options: RenderOptions) -> tuple[bytes, str, Image]:
+    image = services.app.get_image(instance.image_id, actor)
+    window = options.window.as_tuple() if options.window else None
+    pixels = render_dicom_isolated(services.blobs.read(image.id, image.original), frame,
+                                   window=window)
+    body, media_type = _encode_image(apply_viewport(pixels, options.viewport), request, None)
+    return body, media_type, image
+
+
+def _rendered(request: Request, actor: Actor, study: str, series: str | None = None,
+              sop: str | None = None, frame: int = 0) -> Response:
+    """One rendered image; for a study or series asked as multipart/related, one part per
+    instance (its first frame), else the first instance alone."""
     services = services_of(request)
     require(actor, Permission.VIEW)
-    instance = _instances_of(services, actor, study, series, sop)[0]
-    image = services.app.get_image(instance.image_id, actor)
-    pixels = render_dicom_isolated(services.blobs.read(image.id, image.original), frame)
-    body, media_type = _encode_image(pixels, request, None)
-    services.app.record_access(actor, [(image.id, image.patient_id)], AccessKind.PREVIEW)
-    return Response(body, media_type=media_type, headers={"Cache-Control": "private"})
+    options = render_options(dict(request.query_params))
+    instances = _instances_of(services, actor, study, series, sop)
+    multipart = sop is None and "multipart/related" in request.headers.get("accept", "").lower()
+    rendered = [_render(services, actor, request, instance, frame, options)
+                for instance in (instances if multipart else instances[:1])]
+    services.app.record_access(actor, [(image.id, image.patient_id)
+                                       for _, _, image in rendered], AccessKind.PREVIEW)
+    headers = {"Cache-Control": "private"}
+    if not multipart:
+        body, media_type, _ = rendered[0]
+        return Response(body, media_type=media_type, headers=headers)
+    boundary = new_boundary()
+    media_type = rendered[0][1]
+    body = b"".join(encode_related(((kind, [part]) for part, kind, _ in rendered), boundary))
+    return Response(body, media_type=related_content_type(media_type, boundary),
+                    headers=headers)
+
+
+@router.get("/studies/{study}/rendered")
+def study_rendered(study: str, request: Request, actor: ActorDep) -> Response:
+    return _rendered(request, actor, study)
+
+
+@router.get("/studies/{study}/series/{series}/rendered")
+def series_rendered(study: str, series: str, request: Request, actor: ActorDep) -> Response:
+    return _rendered(request, actor, study, series)
 
 
 @router.get("/studies/{study}/series/{series}/instances/{sop}/rendered")
 def instance_rendered(study: str, series: str, sop: str, request: Request,
                       actor: ActorDep) -> Response:
-    return _rendered(request, actor, study, series, sop, 0)
+    return _rendered(request, actor, study, series, sop)
 
 
 @router.get("/studies/{study}/series/{series}/instances/{sop}/frames/{frame}/rendered")

@@ -5,6 +5,8 @@ Limits (depth 10, 30 aliases, 5000 tokens) and stable error codes apply to all o
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from fastapi import Request
 from graphql.validation import NoSchemaIntrospectionCustomRule
 from starlette.requests import HTTPConnection
@@ -25,7 +27,6 @@ from api.graphql_compliance import ComplianceMutation, ComplianceQuery
 from api.graphql_context import Context, ErrorCodes, OrthovaultSchema
 from api.graphql_dicom import DicomMutation, DicomQuery
 from api.graphql_gallery import GalleryMutation, GalleryQuery, HistoryQuery
-from api.graphql_json import BoundedJsonRouter
 from api.graphql_organisation import OrganisationMutation, OrganisationQuery
 from api.graphql_reports import ReportsMutation, ReportsQuery
 from api.graphql_saved_searches import SavedSearchMutation, SavedSearchQuery
@@ -35,6 +36,7 @@ from api.graphql_subscriptions import ImageSubscription
 from api.graphql_suggestions import HideSuggestions
 from api.graphql_text_guard import TextGuard
 from api.graphql_viewing import ViewingMutation, ViewingQuery
+from api.offline_docs import OfflineGraphQLRouter
 from api.services import Services
 
 Query = merge_types("Query", (GalleryQuery, HistoryQuery, CaptureQuery, AuditQuery,
@@ -76,7 +78,9 @@ def build_schema(*, introspection: bool) -> OrthovaultSchema:
 schema = build_schema(introspection=True)
 
 
-def router(graphiql: bool, introspection: bool = True) -> GraphQLRouter:
+def router(graphiql: bool, introspection: bool = True,
+           allowed_origins: Sequence[str] = ()) -> GraphQLRouter:
+    """``allowed_origins``: pages that may open the subscription websocket (api/cors.py)."""
     async def context(request: HTTPConnection) -> Context:
         services: Services = request.app.state.services
         actor = None
@@ -91,7 +95,8 @@ def router(graphiql: bool, introspection: bool = True) -> GraphQLRouter:
             actor = verify_token(services.tokens, token, getattr(request.state, "request_id", ""))
         return Context(services=services, actor=actor)
 
-    return BoundedJsonRouter(
+    return OfflineGraphQLRouter(  # GraphiQL without a CDN (api/offline_docs.py)
         schema if introspection else build_schema(introspection=False),
-        context_getter=context, graphql_ide="graphiql" if graphiql else None
+        context_getter=context, graphql_ide="graphiql" if graphiql else None,
+        allowed_origins=allowed_origins,
     )

@@ -96,6 +96,10 @@ class Settings(BaseSettings):
         description="Shards per pixel worker; processes of `orthovault worker` share them.",
     )
     log_level: str = "INFO"
+    cors_origins: str | None = Field(
+        default=None,
+        description="Browser origins allowed to call the API (comma list, '*' = any); "
+                    "unset = none in production, local dev origins (api/cors.py) embedded.")
 
     @model_validator(mode="after")
     def _kafka_tls_is_whole(self) -> Settings:

@@ -10,7 +10,7 @@ tracking record, and every query filters by clinic.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any
 from uuid import UUID
@@ -54,6 +54,10 @@ class IndexedInstance:
     given_name: str | None
     birth_date: date | None
     sex: str | None
+    study_time: str | None = None
+    accession_number: str | None = None
+    series_number: int | None = None
+    instance_number: int | None = None
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,8 @@ class IndexedStudy:
     given_name: str | None
     birth_date: date | None
     sex: str | None
+    study_time: str | None = None
+    accession_number: str | None = None
 
 
 @dataclass(frozen=True)
@@ -91,6 +97,7 @@ class IndexedSeries:
     modality: str | None
     series_description: str | None
     instance_count: int
+    series_number: int | None = None
 
 
 @dataclass(frozen=True)
@@ -103,6 +110,8 @@ class StudyQuery:
     date_from: date | None = None
     date_to: date | None = None
     modalities: list[str] | None = None
+    accession_number: str | None = None
+    study_description: str | None = None
     hide_radiographs: bool = False
     limit: int = 100
     offset: int = 0
@@ -152,6 +161,11 @@ class DicomIndexView(PostgresTrackingRecorder):
                 " frames int NOT NULL DEFAULT 1, study_date date, study_description text,"
                 " series_description text)"
             ).format(self.instances_table),
+            # Added after the table: rows filed before stay NULL until the index is rebuilt.
+            SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS study_time text,"
+                " ADD COLUMN IF NOT EXISTS accession_number text,"
+                " ADD COLUMN IF NOT EXISTS series_number int,"
+                " ADD COLUMN IF NOT EXISTS instance_number int").format(self.instances_table),
             SQL("CREATE INDEX IF NOT EXISTS {} ON {} (clinic_id, study_uid, series_uid)").format(
                 Identifier(f"{prefix}_instances_by_study"), self.instances_table
             ),
@@ -219,6 +233,12 @@ class DicomIndexView(PostgresTrackingRecorder):
         if query.patient_name:
             conditions.append(SQL("(p.family_name || '^' || p.given_name) ILIKE %(name)s"))
             params["name"] = wildcard_to_like(query.patient_name)
+        if query.accession_number:
+            conditions.append(SQL("i.accession_number LIKE %(accession)s"))
+            params["accession"] = wildcard_to_like(query.accession_number)
+        if query.study_description:
+            conditions.append(SQL("i.study_description ILIKE %(description)s"))
+            params["description"] = wildcard_to_like(query.study_description)
         if query.date_from:
             conditions.append(SQL("i.study_date >= %(from)s"))
             params["from"] = query.date_from
@@ -241,7 +261,8 @@ class DicomIndexView(PostgresTrackingRecorder):
             " count(DISTINCT i.series_uid) AS series_count, count(*) AS instance_count,"
             " min(p.external_id) AS external_id, min(p.family_name) AS family_name,"
             " min(p.given_name) AS given_name, min(p.birth_date) AS birth_date,"
-            " min(p.sex) AS sex"
+            " min(p.sex) AS sex, min(i.study_time) AS study_time,"
+            " min(i.accession_number) AS accession_number"
             " FROM {} WHERE {} GROUP BY i.study_uid{}"
             " ORDER BY min(i.study_date) DESC NULLS LAST, i.study_uid"
             " LIMIT %(limit)s OFFSET %(offset)s"
@@ -256,36 +277,43 @@ class DicomIndexView(PostgresTrackingRecorder):
                 series_count=r["series_count"], instance_count=r["instance_count"],
                 external_id=r["external_id"], family_name=r["family_name"],
                 given_name=r["given_name"], birth_date=r["birth_date"], sex=r["sex"],
+                study_time=r["study_time"], accession_number=r["accession_number"],
             )
             for r in rows
         ]
 
-    def series(self, clinic_id: str, study_uid: str, *, hide_radiographs: bool = False,
-               modality: str | None = None, limit: int = 100, offset: int = 0
+    def series(self, clinic_id: str, study_uid: str | None, *, hide_radiographs: bool = False,
+               modality: str | None = None, limit: int = 100, offset: int = 0,
+               query: StudyQuery | None = None, series_uids: list[str] | None = None
                ) -> list[IndexedSeries]:
-        conditions, params = self._conditions(
-            clinic_id, StudyQuery(study_uids=[study_uid], hide_radiographs=hide_radiographs)
-        )
-        if modality:
-            conditions.append(SQL("i.modality = %(modality)s"))
-            params["modality"] = modality
+        """One study's series, or (``study_uid`` None) every series matching ``query``."""
+        conditions, params = self._conditions(clinic_id, _within(
+            query, study_uid, hide_radiographs))
+        _narrow(conditions, params, modality=modality, series_uids=series_uids)
         params["limit"], params["offset"] = min(limit, MAX_RESULTS), offset
         statement = SQL(
             "SELECT i.study_uid, i.series_uid, min(i.modality) AS modality,"
-            " min(i.series_description) AS series_description, count(*) AS instance_count"
-            " FROM {} WHERE {} GROUP BY i.study_uid, i.series_uid ORDER BY i.series_uid"
+            " min(i.series_description) AS series_description, count(*) AS instance_count,"
+            " min(i.series_number) AS series_number"
+            " FROM {} WHERE {} GROUP BY i.study_uid, i.series_uid"
+            " ORDER BY i.study_uid, min(i.series_number) NULLS LAST, i.series_uid"
             " LIMIT %(limit)s OFFSET %(offset)s"
         ).format(self._joined(), SQL(" AND ").join(conditions))
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(statement, params)
             return [IndexedSeries(**row) for row in curs.fetchall()]
 
-    def instances(self, clinic_id: str, study_uid: str, series_uid: str | None = None,
+    def instances(self, clinic_id: str, study_uid: str | None, series_uid: str | None = None,
                   sop_uid: str | None = None, *, hide_radiographs: bool = False,
-                  limit: int = MAX_RESULTS, offset: int = 0) -> list[IndexedInstance]:
-        conditions, params = self._conditions(
-            clinic_id, StudyQuery(study_uids=[study_uid], hide_radiographs=hide_radiographs)
-        )
+                  limit: int = MAX_RESULTS, offset: int = 0,
+                  query: StudyQuery | None = None, modality: str | None = None,
+                  series_uids: list[str] | None = None, sop_uids: list[str] | None = None
+                  ) -> list[IndexedInstance]:
+        """Instances of a study (or of every study ``query`` matches, ``study_uid`` None)."""
+        conditions, params = self._conditions(clinic_id, _within(
+            query, study_uid, hide_radiographs))
+        _narrow(conditions, params, modality=modality, series_uids=series_uids,
+                sop_uids=sop_uids)
         if series_uid is not None:
             conditions.append(SQL("i.series_uid = %(series)s"))
             params["series"] = series_uid
@@ -295,7 +323,8 @@ class DicomIndexView(PostgresTrackingRecorder):
         params["limit"], params["offset"] = min(limit, MAX_RESULTS), offset
         statement = SQL(
             "SELECT i.*, p.external_id, p.family_name, p.given_name, p.birth_date, p.sex"
-            " FROM {} WHERE {} ORDER BY i.series_uid, i.captured_at, i.sop_uid"
+            " FROM {} WHERE {} ORDER BY i.study_uid, i.series_uid, i.instance_number NULLS LAST,"
+            " i.captured_at, i.sop_uid"
             " LIMIT %(limit)s OFFSET %(offset)s"
         ).format(self._joined(), SQL(" AND ").join(conditions))
         with self.datastore.transaction(commit=False) as curs:
@@ -331,6 +360,28 @@ class DicomIndexView(PostgresTrackingRecorder):
         ]
 
 
+def _within(query: StudyQuery | None, study_uid: str | None,
+            hide_radiographs: bool) -> StudyQuery:
+    """``query``'s study-level keys, narrowed to one study when ``study_uid`` is given."""
+    query = query or StudyQuery()
+    return replace(query, hide_radiographs=hide_radiographs,
+                   study_uids=[study_uid] if study_uid is not None else query.study_uids)
+
+
+def _narrow(conditions: list[Any], params: dict[str, Any], *, modality: str | None = None,
+            series_uids: list[str] | None = None, sop_uids: list[str] | None = None) -> None:
+    """Series- and instance-level matching keys, in SQL so limit and offset stay exact."""
+    if modality:
+        conditions.append(SQL("i.modality = %(modality)s"))
+        params["modality"] = modality
+    if series_uids:
+        conditions.append(SQL("i.series_uid = ANY(%(series_uids)s)"))
+        params["series_uids"] = series_uids
+    if sop_uids:
+        conditions.append(SQL("i.sop_uid = ANY(%(sop_uids)s)"))
+        params["sop_uids"] = sop_uids
+
+
 def _instance(row: dict[str, Any]) -> IndexedInstance:
     return IndexedInstance(
         image_id=row["image_id"], clinic_id=row["clinic_id"], patient_id=row["patient_id"],
@@ -342,7 +393,9 @@ def _instance(row: dict[str, Any]) -> IndexedInstance:
         study_description=row["study_description"],
         series_description=row["series_description"], external_id=row["external_id"],
         family_name=row["family_name"], given_name=row["given_name"],
-        birth_date=row["birth_date"], sex=row["sex"],
+        birth_date=row["birth_date"], sex=row["sex"], study_time=row.get("study_time"),
+        accession_number=row.get("accession_number"), series_number=row.get("series_number"),
+        instance_number=row.get("instance_number"),
     )
 
 
@@ -420,7 +473,9 @@ class DicomIndexProjection(Projection[DicomIndexView]):
                 " modality = %(modality)s, rows = %(rows)s, columns = %(columns)s,"
                 " frames = %(frames)s, study_date = %(study_date)s,"
                 " study_description = %(study_description)s,"
-                " series_description = %(series_description)s WHERE image_id = %(id)s"
+                " series_description = %(series_description)s, study_time = %(study_time)s,"
+                " accession_number = %(accession)s, series_number = %(series_number)s,"
+                " instance_number = %(instance_number)s WHERE image_id = %(id)s"
             ).format(self.view.instances_table),
             {
                 "id": event.originator_id, "study": m.get("study_instance_uid"),
@@ -431,6 +486,9 @@ class DicomIndexProjection(Projection[DicomIndexView]):
                 "study_date": _study_date(m.get("study_date")),
                 "study_description": m.get("study_description"),
                 "series_description": m.get("series_description"),
+                "study_time": m.get("study_time"), "accession": m.get("accession_number"),
+                "series_number": m.get("series_number"),
+                "instance_number": m.get("instance_number"),
             },
         )
 

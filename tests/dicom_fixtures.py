@@ -27,13 +27,15 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def dicom_stack(database_factory: Callable[[], str],
-                tmp_path_factory: pytest.TempPathFactory) -> Iterator[DicomStack]:
+def dicom_stack(database_factory: Callable[[], str], tmp_path_factory: pytest.TempPathFactory,
+                request: pytest.FixtureRequest) -> Iterator[DicomStack]:
     # Only the jobs these tests read from, and per module rather than per session: a stack
     # holds a dozen connections, and the rest of the suite needs them afterwards.
+    # A module may set DICOM_STACK_SETTINGS (say, the CORS origins its browser pages use).
     settings = make_settings(database_factory(), tmp_path_factory.mktemp("dicom-data"),
                              in_process_jobs=",".join(DICOM_JOBS),
-                             cbct_stable_seconds=2.0)
+                             cbct_stable_seconds=2.0,
+                             **getattr(request.module, "DICOM_STACK_SETTINGS", {}))
     services = build_dicom_services(settings)
     services.start_background()
     port = _free_port()

@@ -21,6 +21,10 @@ from schemathesis.generation.modes import GenerationMode
 from conftest import bearer, jpeg_bytes, register_patient, token_for, upload
 
 MAX_EXAMPLES = 30
+# STOW-RS documents its body as multipart/related of DICOM parts (api/offline_docs.py):
+# generated bodies go out as raw bytes under that media type.
+schemathesis.serializer.alias('multipart/related; type="application/dicom"',
+                              "application/octet-stream")
 
 
 def _operations() -> list[Any]:

@@ -107,6 +107,16 @@ DICOMWEB = [
               lambda s: f"{s.instance_url}/rendered", PIXELS),
     _dicomweb("/{study}/series/{series}/instances/{sop}/frames/{frame}/rendered",
               lambda s: f"{s.instance_url}/frames/1/rendered", PIXELS),
+    # Root-level QIDO (matching keys only, no id), rendered studies and series, bulk data.
+    Operation("GET /dicomweb/series", METADATA, _get(lambda s: "/dicomweb/series"),
+              takes_id=False),
+    Operation("GET /dicomweb/instances", METADATA, _get(lambda s: "/dicomweb/instances"),
+              takes_id=False),
+    _dicomweb("/{study}/rendered", lambda s: f"{s.url}/rendered", PIXELS),
+    _dicomweb("/{study}/series/{series}/rendered", lambda s: f"{s.series_url}/rendered",
+              PIXELS),
+    _dicomweb("/{study}/series/{series}/instances/{sop}/bulkdata/{path}",
+              lambda s: f"{s.instance_url}/bulkdata/7FE00010", PIXELS),
 ]
 
 
