@@ -13,6 +13,7 @@ Codes: ``dicom_not_dicom``, ``dicom_truncated``, ``dicom_no_pixel_data``,
 
 from __future__ import annotations
 
+import hashlib
 import io
 import re
 import struct
@@ -25,7 +26,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 import pydicom
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
 from pydicom.pixels import (
@@ -412,6 +413,39 @@ def _has_pixel_data(ds: Dataset) -> bool:
 def _frame_count(ds: Dataset) -> int:
     frames = _get(ds, "NumberOfFrames", int)
     return frames if frames is not None and frames > 0 else 1
+
+
+def read_stored(data: bytes, *, stop_before_pixels: bool = False) -> Dataset:
+    """A stored object read the way ingest read it: leniently (no preamble, no file meta,
+    as pydicom writes a dataset built in memory), with the file meta filled in so that
+    decoders and writers (DICOMDIR export) get the transfer syntax and SOP identity."""
+    ds = pydicom.dcmread(io.BytesIO(data), force=True, stop_before_pixels=stop_before_pixels)
+    meta = getattr(ds, "file_meta", None)
+    if meta is None:
+        ds.file_meta = meta = FileMetaDataset()
+    if "TransferSyntaxUID" not in meta:
+        meta.TransferSyntaxUID = _effective_transfer_syntax(ds)
+    for meta_keyword, keyword in (("MediaStorageSOPClassUID", "SOPClassUID"),
+                                  ("MediaStorageSOPInstanceUID", "SOPInstanceUID")):
+        if meta_keyword not in meta and keyword in ds:
+            setattr(meta, meta_keyword, ds[keyword].value)
+    return ds
+
+
+def pixel_fingerprint(data: bytes) -> str:
+    """A digest of the decoded pixel data (every frame, with its shape): the same image
+    gives the same digest in any transfer syntax that keeps its pixels (explicit or
+    implicit VR, big endian, lossless compression)."""
+    try:
+        pixels = np.asarray(read_stored(data).pixel_array)
+    except OrthovaultError:
+        raise
+    except Exception as exc:
+        raise _classify_decode_error(exc) from exc
+    little = pixels.astype(pixels.dtype.newbyteorder("<"), copy=False)
+    digest = hashlib.sha256(f"{little.shape}|{little.dtype.str}|".encode())
+    digest.update(np.ascontiguousarray(little).tobytes())
+    return digest.hexdigest()
 
 
 def read_dicom(data: bytes) -> DicomInstance:

@@ -69,6 +69,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         redoc_url=None,
     )
     app.state.metrics = metrics
+    app.middleware("http")(errors.plain_errors_as_problems)
     # Innermost of the three, so a refusal is still logged, counted and given a request id.
     app.middleware("http")(rate_limit_middleware(RateLimiter(RateBudgets.from_settings(settings))))
     app.middleware("http")(request_context_middleware(metrics))
