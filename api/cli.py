@@ -51,11 +51,8 @@ def serve(data_dir: Path | None, host: str | None, port: int | None) -> None:
     With no configuration this runs an embedded PostgreSQL under the data directory and
     keeps blobs in its blobs/ folder: nothing else to install or start.
     """
-    from adapters import embedded_postgres
     from adapters.data_dir_lock import DataDirInUse, hold_exclusive
-    from api.app import create_app
     from api.observability import configure_logging
-    from api.transport_security import listening_socket, server
 
     settings = _settings(data_dir, host=host, port=port)
     configure_logging(settings.log_level)  # every line `serve` writes is JSON
@@ -65,6 +62,10 @@ def serve(data_dir: Path | None, host: str | None, port: int | None) -> None:
     except DataDirInUse as error:
         log.error("data_dir_in_use", detail=str(error), holder=error.holder)
         raise SystemExit(EXIT_UNAVAILABLE) from None
+    from adapters import embedded_postgres  # the heavy imports only once the lock is ours
+    from api.app import create_app
+    from api.transport_security import listening_socket, server
+
     os.environ.setdefault("ORTHOVAULT_DATA_DIR", str(settings.data_dir))
     certfile, keyfile = settings.tls_certfile, settings.tls_keyfile
     scheme = "https" if certfile else "http"
