@@ -18,7 +18,7 @@ import io
 import re
 import struct
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
@@ -430,6 +430,25 @@ def read_stored(data: bytes, *, stop_before_pixels: bool = False) -> Dataset:
         if meta_keyword not in meta and keyword in ds:
             setattr(meta, meta_keyword, ds[keyword].value)
     return ds
+
+
+def part10_chunks(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """A stored object's chunks as a PS3.10 file, which WADO-RS promises and strict readers
+    (dicomweb-client's ``dcmread``) need: streamed as stored when it has its preamble and
+    DICM prefix, else read whole and written again with them."""
+    rest = iter(chunks)
+    head = b""
+    for chunk in rest:
+        head += chunk
+        if len(head) >= 132:
+            break
+    if head[128:132] == b"DICM":
+        yield head
+        yield from rest
+        return
+    out = io.BytesIO()
+    read_stored(head + b"".join(rest)).save_as(out, enforce_file_format=True)
+    yield out.getvalue()
 
 
 def pixel_fingerprint(data: bytes) -> str:

@@ -509,7 +509,8 @@ def _retrieve(request: Request, actor: Actor, study: str, series: str | None = N
                                AccessKind.ORIGINAL)
     boundary = new_boundary()
     body = encode_related(
-        ((DICOM, services.blobs.open(image.id, image.original)) for image in images), boundary)
+        ((DICOM, dicom_codec.part10_chunks(services.blobs.open(image.id, image.original)))
+         for image in images), boundary)
     return StreamingResponse(body, media_type=related_content_type(DICOM, boundary),
                              headers={"Cache-Control": "private, no-store"})
 

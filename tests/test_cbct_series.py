@@ -329,3 +329,9 @@ def test_a_series_stowed_from_in_memory_datasets_becomes_a_volume(
     volume = stack.services.app.get_image(item.id, stack.actor(clinic))
     assert volume.metadata["volume"]["dimensions"] == [COLUMNS, ROWS, SLICES]
     assert set(volume.derivatives) == {"preview", "thumbnail", *VOLUME_VIEWS}
+    # WADO-RS serves each slice as a PS3.10 file, which dicomweb-client reads strictly.
+    first = datasets[0]
+    again = DICOMwebClient(url=f"{stack.base_url}/dicomweb", session=session).retrieve_instance(
+        first.StudyInstanceUID, first.SeriesInstanceUID, first.SOPInstanceUID)
+    assert again.SOPInstanceUID == first.SOPInstanceUID
+    assert np.array_equal(again.pixel_array, first.pixel_array)
