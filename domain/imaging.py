@@ -251,8 +251,9 @@ class Imaging(AnnotationCommands, ImageEditCommands, ViewStateCommands, Comparis
         # One patient per external id and clinic, decided by the event store (race-safe).
         claim = self.claim_external_id(actor, patient.external_id, patient.id)
         try:
-            # The patient last: its event is the position callers wait for.
-            return Written(patient.id, self._save(claim, patient))
+            recordings = self.save(patient, claim)  # one transaction
+            # The patient's event is the position callers wait for (read models follow it).
+            return Written(patient.id, recordings[0].notification.id)
         except IntegrityError:
             raise self.claim_lost(actor, patient.external_id) from None
 
