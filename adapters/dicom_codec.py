@@ -419,7 +419,11 @@ def read_stored(data: bytes, *, stop_before_pixels: bool = False) -> Dataset:
     """A stored object read the way ingest read it: leniently (no preamble, no file meta,
     as pydicom writes a dataset built in memory), with the file meta filled in so that
     decoders and writers (DICOMDIR export) get the transfer syntax and SOP identity."""
+    if not looks_like_dicom(data[:132]):  # force=True would make a dataset of anything
+        raise UnsupportedMedia(NOT_DICOM, "The object is not DICOM.")
     ds = pydicom.dcmread(io.BytesIO(data), force=True, stop_before_pixels=stop_before_pixels)
+    if len(ds) == 0:
+        raise Unprocessable(INVALID, "The DICOM object holds no dataset.")
     meta = getattr(ds, "file_meta", None)
     if meta is None:
         ds.file_meta = meta = FileMetaDataset()
