@@ -22,12 +22,12 @@ from enum import StrEnum
 from typing import Any
 
 import numpy as np
-import pydicom
 from PIL import Image as PILImage
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.pixels import apply_rescale
 
+from adapters.dicom_codec import read_stored
 from adapters.isolated_decoding import pixel_array_isolated
 from domain.errors import InvalidInput, TooLarge, Unprocessable
 
@@ -87,7 +87,7 @@ class Volume:
 
 def _read(data: bytes) -> Dataset:
     try:
-        return pydicom.dcmread(io.BytesIO(data))
+        return read_stored(data)  # as ingest read it: a slice without preamble is fine
     except Exception as error:
         raise Unprocessable(UNREADABLE, "a slice is not a readable DICOM object") from error
 

@@ -13,11 +13,12 @@ Codes: ``dicom_not_dicom``, ``dicom_truncated``, ``dicom_no_pixel_data``,
 
 from __future__ import annotations
 
+import hashlib
 import io
 import re
 import struct
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
@@ -25,7 +26,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 import pydicom
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
 from pydicom.pixels import (
@@ -417,6 +418,62 @@ def _has_pixel_data(ds: Dataset) -> bool:
 def _frame_count(ds: Dataset) -> int:
     frames = _get(ds, "NumberOfFrames", int)
     return frames if frames is not None and frames > 0 else 1
+
+
+def read_stored(data: bytes, *, stop_before_pixels: bool = False) -> Dataset:
+    """A stored object read the way ingest read it: leniently (no preamble, no file meta,
+    as pydicom writes a dataset built in memory), with the file meta filled in so that
+    decoders and writers (DICOMDIR export) get the transfer syntax and SOP identity."""
+    if not looks_like_dicom(data[:132]):  # force=True would make a dataset of anything
+        raise UnsupportedMedia(NOT_DICOM, "The object is not DICOM.")
+    ds = pydicom.dcmread(io.BytesIO(data), force=True, stop_before_pixels=stop_before_pixels)
+    if len(ds) == 0:
+        raise Unprocessable(INVALID, "The DICOM object holds no dataset.")
+    meta = getattr(ds, "file_meta", None)
+    if meta is None:
+        ds.file_meta = meta = FileMetaDataset()
+    if "TransferSyntaxUID" not in meta:
+        meta.TransferSyntaxUID = _effective_transfer_syntax(ds)
+    for meta_keyword, keyword in (("MediaStorageSOPClassUID", "SOPClassUID"),
+                                  ("MediaStorageSOPInstanceUID", "SOPInstanceUID")):
+        if meta_keyword not in meta and keyword in ds:
+            setattr(meta, meta_keyword, ds[keyword].value)
+    return ds
+
+
+def part10_chunks(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """A stored object's chunks as a PS3.10 file, which WADO-RS promises and strict readers
+    (dicomweb-client's ``dcmread``) need: streamed as stored when it has its preamble and
+    DICM prefix, else read whole and written again with them."""
+    rest = iter(chunks)
+    head = b""
+    for chunk in rest:
+        head += chunk
+        if len(head) >= 132:
+            break
+    if head[128:132] == b"DICM":
+        yield head
+        yield from rest
+        return
+    out = io.BytesIO()
+    read_stored(head + b"".join(rest)).save_as(out, enforce_file_format=True)
+    yield out.getvalue()
+
+
+def pixel_fingerprint(data: bytes) -> str:
+    """A digest of the decoded pixel data (every frame, with its shape): the same image
+    gives the same digest in any transfer syntax that keeps its pixels (explicit or
+    implicit VR, big endian, lossless compression)."""
+    try:
+        pixels = np.asarray(read_stored(data).pixel_array)
+    except OrthovaultError:
+        raise
+    except Exception as exc:
+        raise _classify_decode_error(exc) from exc
+    little = pixels.astype(pixels.dtype.newbyteorder("<"), copy=False)
+    digest = hashlib.sha256(f"{little.shape}|{little.dtype.str}|".encode())
+    digest.update(np.ascontiguousarray(little).tobytes())
+    return digest.hexdigest()
 
 
 def read_dicom(data: bytes) -> DicomInstance:

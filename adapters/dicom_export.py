@@ -36,6 +36,7 @@ from pydicom.uid import (
     generate_uid,
 )
 
+from adapters.dicom_codec import read_stored
 from domain.errors import InvalidInput, Unprocessable
 from domain.views import VIEWS
 
@@ -271,7 +272,7 @@ def write_study_zip(instances: Iterable[bytes], out: BinaryIO) -> int:
         fileset = FileSet()
         count = 0
         for number, data in enumerate(instances, start=1):
-            ds = pydicom.dcmread(io.BytesIO(data))
+            ds = read_stored(data)  # as ingest read it (no preamble, no file meta: fine)
             _fill_record_keys(ds, number)
             fileset.add(ds)
             count += 1

@@ -26,6 +26,7 @@ from pynetdicom import (
 )
 from pynetdicom.sop_class import ModalityWorklistInformationFind, Verification
 
+from adapters import dicom_status
 from domain.errors import OrthovaultError
 
 # pynetdicom logs the identifiers of C-FIND requests and responses (patient names, ids,
@@ -35,29 +36,17 @@ _config.LOG_RESPONSE_IDENTIFIERS = False
 
 log = structlog.get_logger("orthovault.dimse")
 
-SUCCESS = 0x0000
+SUCCESS = dicom_status.SUCCESS
 PENDING = 0xFF00
 CANCELLED = 0xFE00
-REFUSED_OUT_OF_RESOURCES = 0xA700
-REFUSED_NOT_AUTHORISED = 0x0124
-DUPLICATE_INSTANCE = 0x0111
-DOES_NOT_MATCH_SOP_CLASS = 0xA900
-CANNOT_UNDERSTAND = 0xC000
+REFUSED_OUT_OF_RESOURCES = dicom_status.REFUSED_OUT_OF_RESOURCES
+REFUSED_NOT_AUTHORISED = dicom_status.REFUSED_NOT_AUTHORISED
+DOES_NOT_MATCH_SOP_CLASS = dicom_status.DOES_NOT_MATCH_SOP_CLASS
+CANNOT_UNDERSTAND = dicom_status.CANNOT_UNDERSTAND
 FIND_UNABLE_TO_PROCESS = 0xC001
 
-# Our stable error codes as C-STORE statuses (PS3.4 B.2.3, PS3.7 C).
-_STORE_STATUS = {
-    "dicom_no_pixel_data": DOES_NOT_MATCH_SOP_CLASS,
-    "dicom_missing_uid": DOES_NOT_MATCH_SOP_CLASS,
-    "dicom_instance_conflict": DUPLICATE_INSTANCE,
-    "dicom_instance_elsewhere": DUPLICATE_INSTANCE,
-    "dicom_instance_destroyed": DUPLICATE_INSTANCE,
-    "permission_denied": REFUSED_NOT_AUTHORISED,
-    "capture_limited": REFUSED_NOT_AUTHORISED,
-    "consent_required": REFUSED_NOT_AUTHORISED,
-}
-
-StoreHandler = Callable[[bytes], None]
+# Files one encoded object; returns its status (Success, or Warning 0xB000 when held).
+StoreHandler = Callable[[bytes], int]
 
 
 @dataclass(frozen=True)
@@ -84,7 +73,7 @@ WorklistProvider = Callable[[], Iterable[WorklistItem]]
 
 def store_status(error: BaseException) -> int:
     if isinstance(error, OrthovaultError):
-        return _STORE_STATUS.get(error.code, CANNOT_UNDERSTAND)
+        return dicom_status.failure_status(error.code)
     # Anything else (the database gone for a moment) is ours, not the sender's: retryable.
     return REFUSED_OUT_OF_RESOURCES
 
@@ -203,16 +192,18 @@ class DimseServer:
             (evt.EVT_C_FIND, self._on_find),
         ]
 
-    def _on_store(self, event: Any) -> int:
+    def _on_store(self, event: Any) -> int | Dataset:
         try:
-            self._store(event.encoded_dataset())
+            return self._store(event.encoded_dataset())
         except Exception as error:
             status = store_status(error)
-            log.warning("c_store_refused", status=hex(status),
-                        code=getattr(error, "code", type(error).__name__),
+            code = getattr(error, "code", type(error).__name__)
+            log.warning("c_store_refused", status=hex(status), code=code,
                         calling_ae=str(event.assoc.requestor.ae_title))
-            return status
-        return SUCCESS
+            answer = Dataset()
+            answer.Status = status
+            answer.ErrorComment = str(code)[:64]  # our stable code: no PHI
+            return answer
 
     def _on_find(self, event: Any) -> Iterator[tuple[int, Dataset | None]]:
         if event.request.AffectedSOPClassUID != ModalityWorklistInformationFind:

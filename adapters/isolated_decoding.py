@@ -263,3 +263,11 @@ def pixel_array_isolated(ds: Dataset) -> np.ndarray:
         return run_isolated(_pixel_array, ds)
     except MemoryError:
         raise TooLarge(dicom_codec.TOO_LARGE, "The pixel data is too large to decode.") from None
+
+
+def pixel_fingerprint_isolated(data: bytes) -> str:
+    """``dicom_codec.pixel_fingerprint`` in a child process."""
+    try:
+        return run_isolated(dicom_codec.pixel_fingerprint, data)
+    except MemoryError:
+        raise TooLarge(dicom_codec.TOO_LARGE, "The pixel data is too large to decode.") from None

@@ -34,3 +34,20 @@ def master_key(data_dir: Path) -> str:
 def token_signing_key(data_dir: Path) -> str:
     made = secrets.token_urlsafe(48).encode()
     return _read_or_create(data_dir / "secrets" / "token.key", made).decode()
+
+
+class NoInstallation(Exception):
+    """The data directory holds no installation's secrets."""
+
+
+def existing_token_signing_key(data_dir: Path) -> str:
+    """The key a server on ``data_dir`` signs with; never creates one (a fresh key would
+    mint tokens that server rejects)."""
+    path = data_dir / "secrets" / "token.key"
+    try:
+        return path.read_bytes().strip().decode()
+    except FileNotFoundError:
+        raise NoInstallation(
+            f"no orthovault installation in {data_dir.resolve()} (no secrets/token.key): "
+            "pass the server's --data-dir (or ORTHOVAULT_DATA_DIR), or start `orthovault "
+            "serve` there once") from None

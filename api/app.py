@@ -74,6 +74,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     )
     app.state.metrics = metrics
     app.middleware("http")(docs_guard_middleware(settings.mode == "production"))
+    app.middleware("http")(errors.plain_errors_as_problems)
     # Innermost of the three, so a refusal is still logged, counted and given a request id.
     app.middleware("http")(rate_limit_middleware(RateLimiter(RateBudgets.from_settings(settings))))
     cors.install(app, settings)  # outside the rate limiter: a preflight is never 401/429

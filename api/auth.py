@@ -57,6 +57,12 @@ def verify_token(config: TokenConfig, token: str, request_id: str) -> Actor:
         )
     except jwt.ExpiredSignatureError:
         raise Unauthenticated("token_expired", "the bearer token has expired") from None
+    except jwt.InvalidSignatureError:
+        # Said apart from other faults: the usual cause is a token minted with another data
+        # directory's key (`orthovault token` run elsewhere); the key itself stays unsaid.
+        raise Unauthenticated(
+            "invalid_token_signature", "the bearer token is not signed with this server's "
+            "key (was it minted for another data directory?)") from None
     except jwt.PyJWTError:
         raise Unauthenticated("invalid_token", "the bearer token is not valid") from None
     issued = claims["iat"] if isinstance(claims["iat"], int | float) else time.time()

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
+from typing import Any
+from uuid import UUID
 
 import click
+import structlog
 
 from api.settings import Settings
 
@@ -23,7 +27,16 @@ data_dir_option = click.option(
 )
 
 
+# Exit codes (README "Exit codes"): 0 done; 1 done, but some of the work failed (files
+# rejected, audit chain broken); 2 usage error (bad option, unknown patient, no installation
+# in the data directory); 3 cannot run now (data directory in use, port taken).
+EXIT_SOME_FAILED = 1
+EXIT_USAGE = 2
+EXIT_UNAVAILABLE = 3
+
+
 @click.group()
+@click.version_option(package_name="orthovault", prog_name="orthovault")
 def main() -> None:
     """orthovault: the imaging backend of an orthodontic practice suite."""
 
@@ -38,22 +51,53 @@ def serve(data_dir: Path | None, host: str | None, port: int | None) -> None:
     With no configuration this runs an embedded PostgreSQL under the data directory and
     keeps blobs in its blobs/ folder: nothing else to install or start.
     """
-    from api.app import create_app
-    from api.transport_security import server
+    from adapters.data_dir_lock import DataDirInUse, hold_exclusive
+    from api.observability import configure_logging
 
     settings = _settings(data_dir, host=host, port=port)
+    configure_logging(settings.log_level)  # every line `serve` writes is JSON
+    log = structlog.get_logger("orthovault.serve")
+    try:  # before anything starts: a second server must not touch the first one's work
+        lock = hold_exclusive(settings.data_dir, "serve")
+    except DataDirInUse as error:
+        log.error("data_dir_in_use", detail=str(error), holder=error.holder)
+        raise SystemExit(EXIT_UNAVAILABLE) from None
+    from adapters import embedded_postgres  # the heavy imports only once the lock is ours
+    from api.app import create_app
+    from api.transport_security import listening_socket, server
+
     os.environ.setdefault("ORTHOVAULT_DATA_DIR", str(settings.data_dir))
     certfile, keyfile = settings.tls_certfile, settings.tls_keyfile
     scheme = "https" if certfile else "http"
-    click.echo(f"orthovault: data in {settings.data_dir.resolve()}, "
-               f"serving on {scheme}://{settings.host}:{settings.port}", err=True)
+    try:  # bound before start-up: a taken port stops us before projections start
+        sock = listening_socket(settings.host, settings.port)
+    except OSError as error:
+        log.error("cannot_listen", detail=f"cannot listen on {settings.host}:{settings.port}: "
+                  f"{error.strerror or error}")
+        raise SystemExit(EXIT_UNAVAILABLE) from None
+    log.info("serving", data_dir=str(settings.data_dir.resolve()),
+             url=f"{scheme}://{settings.host}:{settings.port}")
     try:
         uvicorn_server = server(create_app(settings), settings.host, settings.port,
                                 str(certfile) if certfile else None,
                                 str(keyfile) if keyfile else None)
     except (ValueError, OSError) as error:  # ssl.SSLError is an OSError
-        raise click.ClickException(f"cannot serve TLS: {error}") from None
-    uvicorn_server.run()
+        log.error("cannot_serve_tls", detail=str(error))
+        raise SystemExit(EXIT_USAGE) from None
+    # SIGTERM before uvicorn listens for it (and the one uvicorn re-raises after its graceful
+    # shutdown) ends the process through the finally below, not the default handler.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    signal.signal(signal.SIGINT, _exit_on_signal)
+    try:
+        uvicorn_server.run(sockets=[sock])
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # let the clean-up finish
+        embedded_postgres.stop()  # the last process to let go stops it
+        lock.release()
+
+
+def _exit_on_signal(_signum: int, _frame: object) -> None:
+    raise SystemExit(0)  # a requested stop is a clean exit
 
 
 @main.command()
@@ -64,13 +108,17 @@ def serve(data_dir: Path | None, host: str | None, port: int | None) -> None:
 @click.option("--ttl", type=int, default=None, help="Lifetime in seconds (default 12 h).")
 def token(data_dir: Path | None, user: str, clinic: str, role: str, ttl: int | None) -> None:
     """Print a local bearer token signed with the data directory's key."""
+    from adapters.local_secrets import NoInstallation
     from api.auth import TokenLifetimeTooLong, issue_token
     from api.services import token_config
 
     settings = _settings(data_dir)
+    try:  # the key the server of this data directory signs with, never a new one
+        config = token_config(settings, existing_key=True)
+    except NoInstallation as error:
+        raise click.UsageError(str(error)) from None
     try:
-        click.echo(issue_token(token_config(settings), user=user, clinic=clinic, role=role,
-                               ttl_seconds=ttl))
+        click.echo(issue_token(config, user=user, clinic=clinic, role=role, ttl_seconds=ttl))
     except TokenLifetimeTooLong as error:
         raise click.BadParameter(str(error), param_hint="--ttl") from None
     except ValueError as error:
@@ -191,16 +239,18 @@ def _cli_actor(clinic: str, user: str | None, role: str) -> object:
 @main.command("import")
 @data_dir_option
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
-@click.option("--patient", "patient_id", required=True, help="Patient id (UUID).")
+@click.option("--patient", "patient_id", required=True,
+              help="The patient: its id (UUID) or its external id (e.g. P-1001).")
 @click.option("--clinic", required=True, help="The patient's clinic.")
 @click.option("--session", "session_id", default=None, help="Capture session to fill.")
 @click.option("--user", default=None, help="Who imports (default cli:<login>).")
 @click.option("--role", default="clinical_staff", show_default=True)
 def import_command(data_dir: Path | None, path: Path, patient_id: str, clinic: str,
                    session_id: str | None, user: str | None, role: str) -> None:
-    """Import a folder (or file, or zip) of images for one patient, with progress."""
-    from uuid import UUID
+    """Import a folder (or file, or zip) of images for one patient, with progress.
 
+    Exit 0: every file imported (or already there); 1: some files were rejected;
+    2: usage error (unknown patient, clinic or option)."""
     from rich.console import Console
     from rich.progress import Progress
     from rich.table import Table
@@ -210,13 +260,16 @@ def import_command(data_dir: Path | None, path: Path, patient_id: str, clinic: s
 
     services = Services.build(_settings(data_dir, run_background=False))
     console = Console(stderr=True)
+    actor = _cli_actor(clinic, user, role)
     try:
+        # The patient is known (and in this clinic) before a single file is read.
+        patient = _patient_of(services, actor, patient_id)
+        session = _uuid_option(session_id, "--session") if session_id else None
         total = sum(1 for _ in files_under(path))
         with Progress(console=console) as progress:
             task = progress.add_task("importing", total=total)
             results = import_path(
-                services, _cli_actor(clinic, user, role), UUID(patient_id), path,
-                UUID(session_id) if session_id else None,
+                services, actor, patient, path, session,
                 progress=lambda _name: progress.advance(task),
             )
     finally:
@@ -233,7 +286,37 @@ def import_command(data_dir: Path | None, path: Path, patient_id: str, clinic: s
     click.echo(f"accepted {counts['accepted']}, duplicates {counts['duplicate']}, "
                f"rejected {counts['rejected']}")
     if counts["rejected"]:
-        raise SystemExit(2)
+        raise SystemExit(EXIT_SOME_FAILED)
+
+
+def _uuid_option(value: str, option: str) -> UUID:
+    try:
+        return UUID(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an id", param_hint=option) from None
+
+
+def _patient_of(services: Any, actor: Any, given: str) -> UUID:
+    """A patient named by its id or by its external id (as people type it), checked to
+    exist in the actor's clinic; a usage error (exit 2) otherwise."""
+    from domain.errors import OrthovaultError
+
+    try:
+        patient_id = UUID(given)
+    except ValueError:
+        patient_id = services.app.patient_by_external_id(actor, given.strip())
+        if patient_id is None:  # registered before external ids were claimed
+            found = services.dicom_index.patients_by_external_id(actor.clinic_id,
+                                                                 given.strip())
+            patient_id = found[0] if len(found) == 1 else None
+    try:
+        if patient_id is None:
+            raise LookupError
+        services.app.get_patient(patient_id, actor)
+    except (LookupError, OrthovaultError):
+        raise click.BadParameter(f"no patient {given!r} in clinic {actor.clinic_id}",
+                                 param_hint="--patient") from None
+    return patient_id
 
 
 @main.command()

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import click
 
+from adapters import dicom_status
 from adapters.dimse_scp import DimseServer, StoreHandler, WorklistProvider
 from api.dicom_ingest import ingest_dicom
 from api.dicom_worklist import DEFAULT_MODALITIES, worklist_provider
@@ -34,10 +35,12 @@ def device_actor(clinic_id: str, ae_title: str) -> Actor:
 def store_handler(services: Services, actor: Actor) -> StoreHandler:
     """C-STORE → ingest, with no target patient: the PatientID decides (or reconciliation)."""
 
-    def store(data: bytes) -> None:
+    def store(data: bytes) -> int:
         # A modality never reads back: no read-your-writes wait per image.
-        ingest_dicom(services, actor, None, io.BytesIO(data),
-                     hashlib.sha256(data).hexdigest(), filename="c-store.dcm", wait=False)
+        ingest_dicom(services, actor, None, io.BytesIO(data), hashlib.sha256(data).hexdigest(),
+                     filename="c-store.dcm", wait=False)
+        # Filed, held for reconciliation or an identical resend: stored, as STOW says too.
+        return dicom_status.SUCCESS
 
     return store
 

@@ -27,15 +27,16 @@ from eventsourcing.persistence import IntegrityError
 from adapters import dicom_codec
 from adapters.dicom_codec import DicomInstance
 from adapters.dicom_export import view_code_of
-from adapters.isolated_decoding import check_renders_isolated
+from adapters.isolated_decoding import check_renders_isolated, pixel_fingerprint_isolated
 from api.errors import database_unavailable
 from api.services import Services
-from domain.errors import Conflict, Gone, InvalidInput, Unprocessable
+from domain.errors import Conflict, Gone, InvalidInput, OrthovaultError, Unprocessable
 from domain.image import ImageCategory
 from domain.imaging import NewImage
 from domain.patient import Patient
 from domain.permissions import Permission, require
 from domain.reconciliation import (
+    DICOM_SOURCE,
     DicomDemographics,
     DicomReconciliation,
     MismatchReason,
@@ -229,9 +230,9 @@ def ingest_dicom(
     image_id = instance_image_id(actor.clinic_id, sop_uid)
     item_id = reconciliation_id(actor.clinic_id, sop_uid)
     if app.exists(image_id):
-        return _replay_image(services, actor, image_id, patient_id, sha256, info)
+        return _replay_image(services, actor, image_id, patient_id, data, sha256, info)
     if app.exists(item_id):
-        return _replay_item(services, actor, item_id, sha256, info)
+        return _replay_item(services, actor, item_id, data, sha256, info)
 
     match = _match(services, actor, target, info)
     name = (filename or f"{sop_uid}.dcm")[:255]
@@ -255,7 +256,7 @@ def ingest_dicom(
     except IntegrityError:
         # The same object won a race a moment ago (a modality retrying): keep the first.
         services.blobs.backend.delete_key(original.key)
-        return _replay_image(services, actor, image_id, patient_id, sha256, info)
+        return _replay_image(services, actor, image_id, patient_id, data, sha256, info)
     except BaseException as error:
         if not database_unavailable(error):  # else the commit may have happened: keep it
             services.blobs.backend.delete_key(original.key)
@@ -286,7 +287,7 @@ def _hold(
         written = services.app.open_reconciliation(actor, new)
     except IntegrityError:
         services.blobs.backend.delete_key(original.key)
-        return _replay_item(services, actor, item_id, original.sha256, info)
+        return _replay_item(services, actor, item_id, data, original.sha256, info)
     except BaseException as error:
         if not database_unavailable(error):  # else the commit may have happened: keep it
             services.blobs.backend.delete_key(original.key)
@@ -296,29 +297,57 @@ def _hold(
                              reasons=tuple(match.reasons))
 
 
+def _same_pixels(services: Services, owner_id: UUID, stored: BlobRef, data: bytes,
+                 sha256: str) -> bool:
+    """Whether a resend holds the stored object's image: the same bytes, or the same decoded
+    pixels in another transfer syntax (``storescu -xi`` after a plain send)."""
+    if stored.sha256 == sha256:
+        return True
+    try:
+        return (pixel_fingerprint_isolated(services.blobs.read(owner_id, stored))
+                == pixel_fingerprint_isolated(data))
+    except OrthovaultError:
+        return False
+
+
+def _same_patient(stored_header: dict[str, Any], info: DicomInstance) -> bool:
+    """A resend names the patient the stored object named (its PatientID)."""
+    stored_id = (stored_header.get("patient") or {}).get("id")
+    return (stored_id or "").strip() == (info.patient_id or "").strip()
+
+
+def _check_resend(services: Services, owner_id: UUID, stored: BlobRef,
+                  stored_header: dict[str, Any], data: bytes, sha256: str,
+                  info: DicomInstance) -> None:
+    """A resend of a stored instance is answered as stored; only a real conflict fails."""
+    if not _same_patient(stored_header, info):
+        raise Conflict("dicom_instance_elsewhere",
+                       "this SOP Instance UID is already stored for another patient")
+    if not _same_pixels(services, owner_id, stored, data, sha256):
+        raise Conflict("dicom_instance_conflict",
+                       "this SOP Instance UID is already stored with other pixel data")
+
+
 def _replay_image(services: Services, actor: Actor, image_id: UUID, patient_id: UUID | None,
-                  sha256: str, info: DicomInstance) -> DicomIngestResult:
+                  data: bytes, sha256: str, info: DicomInstance) -> DicomIngestResult:
     try:
         image = services.app.get_image(image_id, actor)
     except Gone:
         raise Conflict("dicom_instance_destroyed",
                        "an object with this SOP Instance UID was destroyed") from None
-    if image.original.sha256 != sha256:
-        raise Conflict("dicom_instance_conflict",
-                       "this SOP Instance UID is already stored with different content")
     if patient_id is not None and image.patient_id != patient_id:
         raise Conflict("dicom_instance_elsewhere",
                        "this SOP Instance UID is already filed for another patient")
+    _check_resend(services, image.id, image.original, image.metadata.get(DICOM_SOURCE, {}),
+                  data, sha256, info)
     return DicomIngestResult(IngestOutcome.FILED, image_id, None, image.patient_id, 0,
                              replayed=True, instance=info)
 
 
-def _replay_item(services: Services, actor: Actor, item_id: UUID, sha256: str,
+def _replay_item(services: Services, actor: Actor, item_id: UUID, data: bytes, sha256: str,
                  info: DicomInstance) -> DicomIngestResult:
     item = services.app.get_reconciliation(item_id, actor)
-    if item.original.sha256 != sha256:
-        raise Conflict("dicom_instance_conflict",
-                       "this SOP Instance UID is already held with different content")
+    _check_resend(services, item.id, item.original, item.dicom, data, sha256, info)
     if item.image_id is not None:
         return DicomIngestResult(IngestOutcome.FILED, item.image_id, item_id,
                                  item.filed_patient_id, 0, replayed=True, instance=info)

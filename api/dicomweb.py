@@ -36,7 +36,7 @@ from PIL import Image as PILImage
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 from pydicom.encaps import generate_frames
 
-from adapters import dicom_codec
+from adapters import dicom_codec, dicom_status
 from adapters.image_codec import JPEG_QUALITY, THUMBNAIL_PX
 from adapters.isolated_decoding import pixel_array_isolated, render_dicom_isolated
 from api import dicomweb_bulkdata as bulkdata
@@ -77,26 +77,10 @@ DICOM_JSON = "application/dicom+json"
 DICOM = "application/dicom"
 MAX_LIMIT = 1000
 
-# PS3.18 Table I.2-1 / 10.5.3-1 status codes carried in FailureReason / WarningReason.
-FAILURE_PROCESSING = 0x0110
-FAILURE_DUPLICATE = 0x0111
-FAILURE_NOT_AUTHORISED = 0x0124
-FAILURE_CANNOT_UNDERSTAND = 0xC000
-FAILURE_TRANSFER_SYNTAX = 0xC122
-FAILURE_DOES_NOT_MATCH = 0xA900
-WARNING_HELD = 0xB000  # accepted, but held for reconciliation rather than filed
+# PS3.18 Table I.2-1 / 10.5.3-1 status codes carried in FailureReason: adapters/dicom_status.
+FAILURE_CANNOT_UNDERSTAND = dicom_status.CANNOT_UNDERSTAND
 
-_FAILURE_BY_CODE = {
-    dicom_codec.UNSUPPORTED_TRANSFER_SYNTAX: FAILURE_TRANSFER_SYNTAX,
-    dicom_codec.NO_PIXEL_DATA: FAILURE_DOES_NOT_MATCH,
-    "dicom_missing_uid": FAILURE_DOES_NOT_MATCH,
-    "dicom_instance_conflict": FAILURE_DUPLICATE,
-    "dicom_instance_elsewhere": FAILURE_DUPLICATE,
-    "dicom_instance_destroyed": FAILURE_DUPLICATE,
-    "consent_required": FAILURE_NOT_AUTHORISED,
-    "capture_limited": FAILURE_NOT_AUTHORISED,
-    "permission_denied": FAILURE_NOT_AUTHORISED,
-}
+
 
 # Encapsulated transfer syntaxes and the media type of one of their frames.
 _FRAME_TYPES = {
@@ -473,7 +457,7 @@ def search_study_instances(study: str, request: Request, actor: ActorDep) -> JSO
 
 
 def _failure_reason(error: OrthovaultError) -> int:
-    return _FAILURE_BY_CODE.get(error.code, FAILURE_CANNOT_UNDERSTAND)
+    return dicom_status.failure_status(error.code)  # as C-STORE answers
 
 
 def _identity(data: bytes) -> tuple[str | None, str | None]:
@@ -495,8 +479,7 @@ def _referenced(request: Request, result: DicomIngestResult) -> dict[str, Any]:
         item["00081190"] = _element("UR", _instance_url(
             request, str(info.study_instance_uid), str(info.series_instance_uid),
             str(info.sop_instance_uid)))
-    else:
-        item["00081196"] = _element("US", WARNING_HELD)
+    else:  # held for reconciliation: stored (Success, as over C-STORE), noted privately
         item["00090010"] = _element("LO", _PRIVATE_CREATOR)
         item["00091010"] = _element("LO", "held_for_reconciliation")
     return item
@@ -633,7 +616,8 @@ def _retrieve(request: Request, actor: Actor, study: str, series: str | None = N
                                AccessKind.ORIGINAL)
     boundary = new_boundary()
     body = encode_related(
-        ((DICOM, services.blobs.open(image.id, image.original)) for image in images), boundary)
+        ((DICOM, dicom_codec.part10_chunks(services.blobs.open(image.id, image.original)))
+         for image in images), boundary)
     return StreamingResponse(body, media_type=related_content_type(DICOM, boundary),
                              headers={"Cache-Control": "private, no-store"})
 

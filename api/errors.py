@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import psycopg
 import structlog
 from eventsourcing.persistence import ConnectionUnavailableError, PersistenceError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
 from domain.errors import ErrorKind, OrthovaultError
@@ -76,6 +78,26 @@ def problem(status: int, code: str, detail: str, request: Request | None = None,
                         headers={**extra, **(headers or {})})
 
 
+PLAIN_ERROR_CODES = {400: "invalid_request", 404: "not_found", 405: "method_not_allowed",
+                     413: "too_large", 415: "unsupported_media_type"}
+
+
+async def plain_errors_as_problems(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    """Errors that libraries answer as text/plain (strawberry's "Unable to parse request
+    body as JSON", say) become problem+json like every other error."""
+    response = await call_next(request)
+    media = response.headers.get("content-type", "")
+    if response.status_code < 400 or not media.startswith("text/plain"):
+        return response
+    body = b"".join([chunk async for chunk in response.body_iterator])  # type: ignore[attr-defined]
+    code = PLAIN_ERROR_CODES.get(response.status_code, "http_error")
+    keep = {k: v for k, v in response.headers.items()
+            if k.lower() in ("allow", "retry-after", "www-authenticate")}
+    return problem(response.status_code, code, body.decode("utf-8", "replace")[:500], request,
+                   headers=keep)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(OrthovaultError)
     async def _domain(request: Request, error: OrthovaultError) -> JSONResponse:
@@ -90,7 +112,9 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def _http(request: Request, error: HTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
-        return problem(error.status_code, code, str(error.detail), request)
+        # Keep the router's headers: a 405 names the methods that are allowed (Allow).
+        return problem(error.status_code, code, str(error.detail), request,
+                       headers=dict(error.headers or {}))
 
     def _unavailable(request: Request, error: Exception) -> JSONResponse:
         # Expected while PostgreSQL restarts: the pools reconnect by themselves.

@@ -152,14 +152,20 @@ class DeviceFolder:
             received.handle.close()
         # The next file picks its slot from the session's read model: let it catch up.
         self.services.wait_for_read_models(position, self.services.sessions)
-        return self._finish(path, result)
+        return self._finish(path, result, patient_id=session.patient_id, slot=view,
+                            session_id=session.id)
 
-    def _finish(self, path: Path, result: FileResult) -> FileResult:
+    def _finish(self, path: Path, result: FileResult, *, patient_id: UUID | None = None,
+                slot: str | None = None, session_id: UUID | None = None) -> FileResult:
         target = self.root / ("failed" if result.status == "rejected" else "done") / path.name
         if result.status == "rejected":
             reason = {"file": path.name, "code": result.code, "detail": result.detail,
                       "at": datetime.now(UTC).isoformat()}
             target.with_name(path.name + ".reason.json").write_text(json.dumps(reason, indent=2))
         shutil.move(path, target)
-        log.info("device_file", status=result.status, code=result.code)
+        # Ids, the view code and the name the device gave the file: never the patient's name.
+        log.info("device_file", file=path.name, chair=self.chair, status=result.status,
+                 code=result.code, patient_id=str(patient_id) if patient_id else None,
+                 slot=slot, session_id=str(session_id) if session_id else None,
+                 image_id=str(result.image_id) if result.image_id else None)
         return result

@@ -27,6 +27,7 @@ from api.graphql_compliance import ComplianceMutation, ComplianceQuery
 from api.graphql_context import Context, ErrorCodes, OrthovaultSchema
 from api.graphql_dicom import DicomMutation, DicomQuery
 from api.graphql_gallery import GalleryMutation, GalleryQuery, HistoryQuery
+from api.graphql_operation_label import OperationLabel
 from api.graphql_organisation import OrganisationMutation, OrganisationQuery
 from api.graphql_reports import ReportsMutation, ReportsQuery
 from api.graphql_saved_searches import SavedSearchMutation, SavedSearchQuery
@@ -70,6 +71,7 @@ def build_schema(*, introspection: bool) -> OrthovaultSchema:
             lambda: MaxTokensLimiter(max_token_count=5000),
             ErrorCodes,
             TextGuard,
+            OperationLabel,
             *rules,
         ],
     )

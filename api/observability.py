@@ -11,6 +11,7 @@ import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -22,20 +23,46 @@ REQUEST_ID_HEADER = "X-Request-ID"
 
 
 def configure_logging(level: str = "INFO") -> None:
-    logging.basicConfig(format="%(message)s", stream=sys.stderr, level=level.upper(), force=True)
+    """One JSON object per line on stderr, ours and every library's (uvicorn, websockets,
+    the embedded PostgreSQL's initdb/pg_ctl output, Python warnings)."""
+    stamped = [structlog.processors.add_log_level,
+               structlog.processors.TimeStamper(fmt="iso", utc=True)]
+    handler = _StderrHandler()
+    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[structlog.stdlib.add_logger_name, *stamped],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                    structlog.processors.format_exc_info,
+                    structlog.processors.JSONRenderer()],
+    ))
+    logging.basicConfig(handlers=[handler], level=level.upper(), force=True)
+    logging.captureWarnings(True)
     for noisy in ("uvicorn.access", "pyvips"):  # libvips logs every threadpool at INFO
         logging.getLogger(noisy).setLevel(logging.WARNING)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            *stamped,
             structlog.processors.JSONRenderer(),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         logger_factory=_stderr_logger,
         cache_logger_on_first_use=False,
     )
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever sys.stderr is at the time (redirected stderr is honoured)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
 
 
 def _stderr_logger(*_args: object) -> structlog.PrintLogger:
@@ -48,7 +75,7 @@ class Metrics:
         self.registry = CollectorRegistry()
         self.latency = Histogram(
             "orthovault_http_request_seconds", "HTTP request latency",
-            ["method", "route", "status"], registry=self.registry,
+            ["method", "route", "operation", "status"], registry=self.registry,
         )
         self.uploads = Counter(
             "orthovault_uploads_total", "Uploads by outcome", ["outcome"], registry=self.registry
@@ -96,9 +123,14 @@ def request_context_middleware(metrics: Metrics) -> Callable[..., Awaitable[Resp
         finally:
             elapsed = time.perf_counter() - started
             route = request.scope.get("route")
-            template = getattr(route, "path", "unmatched")
-            metrics.latency.labels(request.method, template, str(status)).observe(elapsed)
+            template = "unmatched" if route is None else (
+                getattr(route, "path", "") or request.url.path)  # GraphQL's route is ""
+            # GraphQL: one route, many operations (api/graphql_operation_label.py).
+            operation = getattr(request.state, "graphql_operation", "")
+            metrics.latency.labels(request.method, template, operation,
+                                   str(status)).observe(elapsed)
             log.info("request", method=request.method, route=template, status=status,
-                     ms=round(elapsed * 1000, 1))
+                     ms=round(elapsed * 1000, 1), **({"operation": operation} if operation
+                                                     else {}))
 
     return middleware

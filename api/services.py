@@ -65,11 +65,14 @@ def database_url(settings: Settings) -> str:
     return embedded_postgres.start(settings.data_dir.resolve())
 
 
-def token_config(settings: Settings) -> TokenConfig:
+def token_config(settings: Settings, *, existing_key: bool = False) -> TokenConfig:
+    """``existing_key``: the installation's key or NoInstallation, never a new key."""
+    read_key = (local_secrets.existing_token_signing_key if existing_key
+                else local_secrets.token_signing_key)
     secret = (
         settings.token_secret.get_secret_value()
         if settings.token_secret
-        else local_secrets.token_signing_key(settings.data_dir)
+        else read_key(settings.data_dir)
     )
     return TokenConfig(secret, settings.token_issuer, settings.token_audience,
                        settings.token_ttl_seconds, settings.token_max_lifetime_seconds)

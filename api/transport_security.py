@@ -7,6 +7,7 @@ newer are accepted, with Python's default (modern, forward-secret) cipher suites
 
 from __future__ import annotations
 
+import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -37,3 +38,18 @@ def server(app: Any, host: str, port: int, certfile: str | None,
     if config.ssl is not None:
         config.ssl.minimum_version = ssl.TLSVersion.TLSv1_2
     return uvicorn.Server(config)
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """The server's socket, bound before start-up so that a taken port fails at once
+    (OSError) instead of after the projections and workers have started."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError:
+        sock.close()
+        raise
+    return sock

@@ -30,6 +30,7 @@ from domain.consent_rules import ConsentCommands, grantor
 from domain.deletion_requests import DeletionRequestCommands
 from domain.destruction_certificate import certify
 from domain.errors import Conflict, Gone, InvalidInput, NotFound, PermissionDenied
+from domain.external_id import ExternalIdClaims
 from domain.image import Image, ImageCategory, ImageStatus
 from domain.image_edit_commands import ImageEditCommands
 from domain.organisation_commands import OrganisationCommands
@@ -134,7 +135,8 @@ def normalise_tag(tag: str) -> str:
 class Imaging(AnnotationCommands, ImageEditCommands, ViewStateCommands, ComparisonCommands,
               OrganisationCommands, ReportCommands, ConsentCommands, DeletionRequestCommands,
               RetentionCommands, ReconciliationCommands, CaptureCommands,
-              SimulationCommands, CbctCommands, PatientSyncCommands, Application[UUID]):
+              SimulationCommands, CbctCommands, PatientSyncCommands, ExternalIdClaims,
+              Application[UUID]):
     name = "imaging"
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
@@ -256,7 +258,14 @@ class Imaging(AnnotationCommands, ImageEditCommands, ViewStateCommands, Comparis
             guardian=guardian,
             actor=actor,
         )
-        return Written(patient.id, self._save(patient))
+        # One patient per external id and clinic, decided by the event store (race-safe).
+        claim = self.claim_external_id(actor, patient.external_id, patient.id)
+        try:
+            recordings = self.save(patient, claim)  # one transaction
+            # The patient's event is the position callers wait for (read models follow it).
+            return Written(patient.id, recordings[0].notification.id)
+        except IntegrityError:
+            raise self.claim_lost(actor, patient.external_id) from None
 
     @retry_on_conflict
     def grant_consent(

@@ -19,7 +19,7 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
 
-from domain.errors import InvalidInput, NotFound
+from domain.errors import Conflict, InvalidInput, NotFound
 from domain.patient import Patient, Sex
 from domain.permissions import Grant, Permission, require
 from domain.values import Actor, Guardian
@@ -78,6 +78,9 @@ class PatientSyncCommands:
 
         def _save(self, *aggregates: Any) -> int: ...
 
+        def claim_external_id(self, actor: Actor, external_id: str,
+                              patient_id: UUID) -> Any: ...
+
     def upsert_patient(self, actor: Actor, patient_id: UUID,
                        demographics: Demographics) -> Upserted:
         require(actor, Permission.CAPTURE, Grant.DOCUMENTS)
@@ -92,7 +95,11 @@ class PatientSyncCommands:
                 family_name=demographics.family_name, birth_date=demographics.birth_date,
                 sex=demographics.sex, guardian=demographics.guardian, actor=actor,
             )
-            return Upserted(patient_id, self._save(created), created=True)
+            try:
+                claims = [self.claim_external_id(actor, demographics.external_id, patient_id)]
+            except Conflict:
+                claims = []  # the CRM owns its records: its duplicate is its to resolve
+            return Upserted(patient_id, self._save(*claims, created), created=True)
         if not isinstance(patient, Patient) or patient.clinic_id != actor.clinic_id:
             raise NotFound("patient_not_found", "no such patient")
         if not demographics.differs_from(patient):

@@ -42,7 +42,8 @@ def test_audit_queries_for_admins_only(client, auth):
     got = wait_until(lambda: (current := entries()) and "image.viewed.metadata" in
                      [e["action"] for e in current] and current)
     actions = [e["action"] for e in got]
-    assert actions[:3] == ["patient.registered", "patient.consent_granted", "image.captured"]
+    assert actions[:4] == ["patient.registered", "external_id_claim.claimed",
+                           "patient.consent_granted", "image.captured"]
     assert "image.viewed.metadata" in actions
     assert all(len(e["entryHash"]) == 64 for e in got)
     views = graphql(client, admin, WHO, {"p": patient_id, "s": "2000-01-01T00:00:00Z",

@@ -301,3 +301,37 @@ def test_an_enhanced_ct_object_becomes_a_volume_at_once(
     row, col = _centroid(mip)  # frames reordered by position: the ball where it belongs
     assert row == pytest.approx((SLICES - 1 - BALL[0]) * THICKNESS / SPACING, abs=1.5)
     assert col == pytest.approx(BALL[2], abs=1)
+
+
+def test_a_series_stowed_from_in_memory_datasets_becomes_a_volume(
+    dicom_stack: DicomStack, clinic: str,
+) -> None:
+    """dicomweb-client writes a dataset built in memory as pydicom does: without the
+    128-byte preamble. Ingest reads such objects leniently, so must the assembly."""
+    stack = dicom_stack
+    patient = stack.register(clinic, external_id="CB-9", given="Ada", family="Lovelace")
+    _study, series, files = ct_series("CB-9", declare=True)
+    datasets = []
+    for data in files:
+        ds = parse(data)
+        ds.preamble = None  # as a Dataset() filled in memory has none
+        datasets.append(ds)
+    out = io.BytesIO()
+    datasets[0].save_as(out)
+    assert out.getvalue()[128:132] != b"DICM"  # what goes over the wire: no preamble
+    session = requests.Session()
+    session.headers.update(stack.headers(clinic))
+    DICOMwebClient(url=f"{stack.base_url}/dicomweb", session=session).store_instances(datasets)
+
+    item = _one_volume(stack, clinic, patient)
+    assert item.id == volume_id_for(clinic, series)
+    assert item.processing_failure is None
+    volume = stack.services.app.get_image(item.id, stack.actor(clinic))
+    assert volume.metadata["volume"]["dimensions"] == [COLUMNS, ROWS, SLICES]
+    assert set(volume.derivatives) == {"preview", "thumbnail", *VOLUME_VIEWS}
+    # WADO-RS serves each slice as a PS3.10 file, which dicomweb-client reads strictly.
+    first = datasets[0]
+    again = DICOMwebClient(url=f"{stack.base_url}/dicomweb", session=session).retrieve_instance(
+        first.StudyInstanceUID, first.SeriesInstanceUID, first.SOPInstanceUID)
+    assert again.SOPInstanceUID == first.SOPInstanceUID
+    assert np.array_equal(again.pixel_array, first.pixel_array)

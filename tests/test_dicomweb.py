@@ -218,12 +218,14 @@ def test_stow_reports_each_instance_and_stores_nothing_bad(dicom_stack: DicomSta
     assert response.status_code == 415
     assert response.json()["code"] == "dicomweb_unsupported_media_type"
 
-    # An unknown PatientID is accepted but held for reconciliation, with a warning.
+    # An unknown PatientID is stored but held for reconciliation: Success, as over C-STORE,
+    # with the hold noted in our private element.
     stranger = dicom_bytes(patient_id="NOBODY")
     response = _stow(session, dicom_stack.base_url, [stranger])
-    assert response.status_code == 202
+    assert response.status_code == 200
     [held] = pydicom.Dataset.from_json(response.json()).ReferencedSOPSequence
-    assert held.WarningReason == 0xB000 and "RetrieveURL" not in held
+    assert "WarningReason" not in held and "RetrieveURL" not in held
+    assert held[0x00091010].value == "held_for_reconciliation"
     assert dicom_stack.services.dicom_index.open_reconciliations(clinic)
 
 

@@ -96,7 +96,12 @@ def test_echo_and_store_file_by_patient_id(dicom_stack: DicomStack,
         clash = parse(dicom_bytes(np.zeros((8, 8), np.uint16), patient_id="IO-1",
                                   modality="IO", sop_class=IO_CLASS,
                                   sop_uid=good.SOPInstanceUID))
-        assert assoc.send_c_store(clash).Status == 0x0111
+        refused = assoc.send_c_store(clash)  # same UID, other pixels: a real conflict
+        assert refused.Status == 0xC111 and refused.ErrorComment == "dicom_instance_conflict"
+        elsewhere = parse(dicom_bytes(patient_id="IO-2", modality="IO", sop_class=IO_CLASS,
+                                      sop_uid=good.SOPInstanceUID))
+        assert assoc.send_c_store(elsewhere).Status == 0xC112  # same UID, another patient
+        assert assoc.send_c_store(good).Status == 0x0000  # a plain resend is Success
     finally:
         assoc.release()
 

@@ -46,7 +46,7 @@ def test_import_command_reports_every_file(client, auth, clinic, shared_settings
     done = subprocess.run(
         [sys.executable, "-m", "api.cli", "import", str(folder), "--patient", patient_id,
          "--clinic", clinic], env=env, capture_output=True, text=True, check=False)
-    assert done.returncode == 2, done.stderr  # some files were rejected
+    assert done.returncode == 1, done.stderr  # some files were rejected (exit 1)
     assert "accepted 3, duplicates 0, rejected 2" in done.stdout
     assert "media_type_mismatch" in done.stderr and "corrupt_image" in done.stderr
     views = sorted(e["node"]["view"] or "-" for e in _images(client, headers, patient_id))
@@ -54,7 +54,7 @@ def test_import_command_reports_every_file(client, auth, clinic, shared_settings
 
 
 def test_device_folder_fills_the_chairs_session_and_survives_a_restart(client, auth, clinic,
-                                                                       tmp_path):
+                                                                       tmp_path, capsys):
     headers = auth("clinical_staff")
     patient_id = register_patient(client, headers)
     session_id = graphql(client, headers, OPEN, {"i": {
@@ -77,6 +77,11 @@ def test_device_folder_fills_the_chairs_session_and_survives_a_restart(client, a
     filled = graphql(client, headers, SESSION, {"id": session_id})["data"]["captureSession"][
         "filled"]
     assert [f["code"] for f in filled] == ["EV15"]  # the first missing slot of the series
+    # The watcher logs which file went to which patient and slot: ids, never names.
+    logged = [json.loads(line) for line in capsys.readouterr().err.splitlines()
+              if '"device_file"' in line]
+    assert [(e["file"], e["patient_id"], e["slot"], e["chair"], e["status"])
+            for e in logged] == [("IMG_0001.jpg", patient_id, "EV15", "7", "accepted")]
 
     # A crash after the import but before the move: the restarted watcher replays it.
     second = tmp_path / "IV07.jpg"

@@ -79,6 +79,8 @@ class Supervisor:
                     runner = job.start()
                 with runner:
                     job.current, job.running = runner, True
+                    if self._stopping.is_set():
+                        break  # stop() came while this runner was being built: it never ran
                     log.info("job_started", job=job.name, restarts=job.restarts)
                     backoff = 0.5
                     runner.run_forever()

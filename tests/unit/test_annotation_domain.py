@@ -189,7 +189,8 @@ def app():
 
 
 def _image(app: Imaging, category=ImageCategory.RADIOGRAPH) -> uuid.UUID:
-    patient = app.register_patient(DOCTOR, external_id="X1", given_name="A", family_name="B",
+    patient = app.register_patient(DOCTOR, external_id=f"X{uuid.uuid4().hex[:6]}",
+                                   given_name="A", family_name="B",
                                    birth_date=date(2010, 1, 1), sex="male").id
     app.grant_consent(DOCTOR, patient, ConsentScope.CLINICAL_PHOTOGRAPHY)
     image_id = uuid.uuid4()
