@@ -85,12 +85,15 @@ def test_openapi_documents_auth_uploads_and_problem_responses(client: TestClient
 
 def test_production_serves_no_tooling(database_factory, tmp_path) -> None:
     from api.app import create_app
-    from conftest import make_settings
+    from conftest import bearer, make_settings, token_for
 
     settings = make_settings(database_factory(), tmp_path, mode="production",
                              run_background=False)
     with TestClient(create_app(settings)) as production:
         assert production.get("/docs").status_code == 404
         assert production.get("/static/swagger-ui/swagger-ui-bundle.js").status_code == 404
-        document = production.get("/openapi.json").json()
+        # the description is for token holders only (api/docs_guard.py), still with the scheme
+        assert production.get("/openapi.json").status_code == 401
+        document = production.get("/openapi.json", headers=bearer(
+            token_for(settings, "doctor", "clinic-docs"))).json()
         assert "bearerAuth" in document["components"]["securitySchemes"]
