@@ -16,6 +16,8 @@ raising, so projections and workers keep running past destroyed subjects.
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import struct
 from datetime import datetime
@@ -203,7 +205,10 @@ class PostgresImaging(Imaging):
 
     def construct_mapper(self) -> Mapper[UUID]:
         ledger = self.env.get(LEDGER_ENV)
-        self.key_store = KeyStore(connection_pool(self.env), master_key_from_env(self.env),
+        master_key = master_key_from_env(self.env)
+        self.external_id_key = hmac.new(master_key, b"orthovault external-id claims",
+                                        hashlib.sha256).digest()
+        self.key_store = KeyStore(connection_pool(self.env), master_key,
                                   ledger=DestructionLedger(Path(ledger)) if ledger else None)
         self.key_store.create_schema()
         self.key_store.verify_master_key()

@@ -6,13 +6,17 @@ for the same external id both try to create the same aggregate at version 1 and 
 store lets exactly one of them commit, with no read model involved. A claim whose patient
 was destroyed can be taken over (an appended event, again guarded by the stream version).
 
-Claims hold only ids (the external id itself is hashed into the claim's id), so their events
-are stored in the clear and outlive a destroyed patient.
+Claims hold only ids, so their events are stored in the clear and outlive a destroyed
+patient. The external id is folded into the claim's id by an HMAC under a key the
+application derives from its master key (``external_id_key``): with a public namespace,
+anyone holding a dump of the event table could hash every likely chart number and read
+which patient holds it.
 """
 
 from __future__ import annotations
 
-import uuid
+import hashlib
+import hmac
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -23,12 +27,14 @@ from domain.errors import Conflict, Gone
 from domain.events import PhiFree
 from domain.values import Actor
 
-EXTERNAL_ID_NAMESPACE = uuid.UUID("8f1f2c55-0d8e-4f7a-9a51-3c5be0a4e0d2")
 TAKEN = "external_id_taken"
 
 
-def claim_id(clinic_id: str, external_id: str) -> UUID:
-    return uuid.uuid5(EXTERNAL_ID_NAMESPACE, f"{clinic_id}\x1f{external_id.strip()}")
+def claim_id(key: bytes, clinic_id: str, external_id: str) -> UUID:
+    """The claim's stream id: keyed, so it cannot be computed from a guessed external id."""
+    digest = hmac.new(key, f"{clinic_id}\x1f{external_id.strip()}".encode(),
+                      hashlib.sha256).digest()
+    return UUID(bytes=digest[:16], version=5)
 
 
 class ExternalIdClaim(Aggregate):
@@ -58,12 +64,13 @@ def taken(holder: object) -> Conflict:
 class ExternalIdClaims:
     """Mixed into Imaging: claiming an external id together with the patient's registration."""
 
-    if TYPE_CHECKING:  # Imaging provides it
+    if TYPE_CHECKING:  # Imaging provides them
         repository: Any
+        external_id_key: bytes
 
     def _claim(self, clinic_id: str, external_id: str) -> ExternalIdClaim | None:
         try:
-            claim = self.repository.get(claim_id(clinic_id, external_id))
+            claim = self.repository.get(claim_id(self.external_id_key, clinic_id, external_id))
         except AggregateNotFoundError:
             return None
         return claim if isinstance(claim, ExternalIdClaim) else None
@@ -86,7 +93,8 @@ class ExternalIdClaims:
         claim = self._claim(actor.clinic_id, external_id)
         if claim is None:
             return ExternalIdClaim._create(  # the derived id, not a random one
-                ExternalIdClaim.Claimed, id=claim_id(actor.clinic_id, external_id),
+                ExternalIdClaim.Claimed,
+                id=claim_id(self.external_id_key, actor.clinic_id, external_id),
                 clinic_id=actor.clinic_id, patient_id=patient_id, actor=actor)
         if self._holds(claim):
             raise taken(claim.patient_id)

@@ -138,6 +138,9 @@ class Imaging(AnnotationCommands, ImageEditCommands, ViewStateCommands, Comparis
               SimulationCommands, CbctCommands, PatientSyncCommands, ExternalIdClaims,
               Application[UUID]):
     name = "imaging"
+    # Keys external-id claim ids (domain/external_id.py); PostgresImaging derives it from the
+    # master key. This default serves in-memory applications (tests) only.
+    external_id_key = b"orthovault in-memory external-id claims"
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)

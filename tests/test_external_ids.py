@@ -34,6 +34,30 @@ def test_a_second_registration_of_an_external_id_is_refused_naming_the_first(cli
                                      "P-1001")
 
 
+def test_a_claim_id_cannot_be_computed_from_a_guessed_external_id(client, auth, clinic):
+    """A dump of the event table shows claim ids in clear: they must not be a public hash
+    of (clinic, external id), or a reader could test every likely chart number."""
+    import uuid
+
+    from domain.external_id import claim_id
+
+    services = client.app.state.services
+    patient = _register(client, auth("front_desk"), "P-GUESS-7")["data"]["registerPatient"]
+    recorder = services.app.recorder
+    with recorder.datastore.transaction(commit=False) as curs:
+        curs.execute(f"SELECT originator_id FROM {recorder.events_table_name}"
+                     " WHERE topic LIKE %s", ("%:ExternalIdClaim.Claimed",))
+        stored = {row["originator_id"] for row in curs.fetchall()}
+    keyed = claim_id(services.app.external_id_key, clinic, "P-GUESS-7")
+    assert keyed in stored  # the claim of this registration
+    old_namespace = uuid.UUID("8f1f2c55-0d8e-4f7a-9a51-3c5be0a4e0d2")  # the first design's
+    for guess in (claim_id(b"", clinic, "P-GUESS-7"),
+                  uuid.uuid5(old_namespace, f"{clinic}\x1fP-GUESS-7")):
+        assert guess not in stored
+    assert services.app.patient_by_external_id(
+        Actor("user-desk", "front_desk", clinic), "P-GUESS-7") == uuid.UUID(patient["id"])
+
+
 def test_concurrent_registrations_of_one_external_id_have_one_winner(client, clinic):
     services = client.app.state.services
     actor = Actor("user-desk", "front_desk", clinic)
