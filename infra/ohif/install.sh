@@ -4,7 +4,7 @@
 # (its dependencies are already bundled into dist/), so this takes seconds.
 # Usage: infra/ohif/install.sh [cache dir, default .cache/ohif]  -> prints the dist/ path.
 set -euo pipefail
-VERSION="3.13.2"  # pinned: tests/test_ohif_viewer.py drives exactly this build
+VERSION="3.13.2"  # pinned: tests/test_browser_clients.py drives exactly this build
 cache="${1:-$(dirname "$0")/../../.cache/ohif}"
 dist="$cache/$VERSION/dist"
 if [[ ! -f "$dist/index.html" ]]; then
